@@ -1,0 +1,35 @@
+# hubbub: `make run` starts it with a demo, `make test` runs every test. Nothing to install by hand.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: run test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || "$$(scripts/find-python)" -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/hubbub migrate --noinput
+	$(BIN)/hubbub run --demo --port $(PORT)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check hubbub bench
+	$(BIN)/ruff format --check hubbub bench
+
+# Every database test runs twice: on SQLite (the embedded default) and on PostgreSQL.
+test: $(BIN)/.installed lint
+	scripts/ensure-chromium
+	scripts/ensure-mail
+	$(BIN)/pytest -q
+	HUBBUB_DATABASE_URL="$$(scripts/ensure-postgres)" $(BIN)/pytest -q -m "not sqlite_only"
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/import_drain.py $(or $(DATA),../shared/data/twcs/twcs_first5000.csv)
+	$(BIN)/python bench/inbox_pages.py --cases 100000
+
+clean:
+	rm -rf $(VENV) var

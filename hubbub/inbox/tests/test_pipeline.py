@@ -1,0 +1,195 @@
+"""Import -> events -> cases: threading, routing, brand replies, dead letters, no loss, no doubles."""
+
+from pathlib import Path
+
+import pytest
+
+from hubbub.accounts.actions import do_create_organization
+from hubbub.connectors.actions import do_import_file, do_store_events
+from hubbub.connectors.base import RawPost
+from hubbub.connectors.models import EventState, InboundEvent, Network, SocialAccount
+from hubbub.inbox import pipeline
+from hubbub.inbox.actions import do_retry_event
+from hubbub.inbox.models import Case, CaseStatus, Direction, Identity, Message
+from hubbub.playbook.actions import do_publish_default_playbook
+from hubbub.worker import Worker
+
+FIXTURE = Path(__file__).parents[2] / "connectors" / "twcs" / "tests" / "fixtures" / "sample.csv"
+
+
+@pytest.fixture
+def org(db):
+    organization = do_create_organization("Acme", "acme")
+    do_publish_default_playbook(organization)
+    return organization
+
+
+def drain():
+    return Worker(poll=False).drain()
+
+
+def test_import_then_drain_builds_threads(org):
+    report = do_import_file(FIXTURE, org)
+    assert (report.read, report.stored, len(report.rejected)) == (9, 8, 1)
+    assert report.accounts == {"acmeair", "shopco"}
+    drain()
+
+    acme = SocialAccount.objects.get(handle="acmeair")
+    cancelled = Case.objects.get(account=acme, customer__identities__handle="500")
+    messages = list(cancelled.messages.values_list("external_id", "direction"))
+    # Question, the brand's answer and the customer's follow-up are one conversation, in time order.
+    assert messages == [("9", Direction.INBOUND), ("10", Direction.OUTBOUND), ("11", Direction.INBOUND)]
+    assert cancelled.intent == "complaint"
+    assert cancelled.first_responded_at.isoformat() == "2017-11-06T09:05:00+00:00"
+    # The customer wrote again after the answer: the case is back with the agents.
+    assert cancelled.status == CaseStatus.OPEN
+    assert cancelled.first_response_due_at is not None
+
+    question = Case.objects.get(customer__identities__handle="501")
+    assert question.intent == "question" and question.status == CaseStatus.NEW
+    assert question.department.slug == "customer-service"
+
+    praise = Case.objects.get(customer__identities__handle="502")
+    # Two posts from the same customer within the window: one case, answered by the brand.
+    assert praise.messages.count() == 3
+    assert praise.department.slug == "marketing"
+    hostile = praise.messages.get(external_id="31")
+    assert hostile.text.endswith("<script>alert(1)</script>")  # stored as written; escaped when shown
+
+
+def test_bad_event_goes_to_dead_letters_and_the_rest_goes_on(org):
+    do_import_file(FIXTURE, org)
+    tally = drain()
+    assert tally.processed == 8
+    failed = InboundEvent.objects.get(state=EventState.FAILED)
+    assert failed.external_id == "50" and "not a date" in failed.error
+    assert InboundEvent.objects.filter(state=EventState.DONE).count() == 7
+    # The raw payload is kept for the agent to see and for a retry after a fix.
+    assert failed.payload["text"] == "@acmeair this row has a bad date"
+
+
+def test_retry_after_fixing_a_dead_letter(org):
+    do_import_file(FIXTURE, org)
+    drain()
+    failed = InboundEvent.objects.get(state=EventState.FAILED)
+    failed.payload["created_at"] = "Mon Nov 06 14:00:00 +0000 2017"
+    failed.save()
+    do_retry_event(failed, None)
+    drain()
+    failed.refresh_from_db()
+    assert failed.state == EventState.DONE
+    assert Message.objects.filter(external_id="50").count() == 1
+
+
+def test_importing_twice_doubles_nothing(org):
+    do_import_file(FIXTURE, org)
+    drain()
+    counts = (Case.objects.count(), Message.objects.count(), Identity.objects.count())
+    again = do_import_file(FIXTURE, org)
+    assert (again.stored, again.duplicates) == (0, 8)
+    drain()
+    assert (Case.objects.count(), Message.objects.count(), Identity.objects.count()) == counts
+
+
+def test_redelivered_post_under_a_new_event_is_not_threaded_twice(org):
+    account = SocialAccount.objects.create(
+        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
+    )
+    row = {
+        "tweet_id": "1",
+        "author_id": "9",
+        "inbound": "True",
+        "created_at": "2017-11-06T09:00:00Z",
+        "text": "@acme where is my parcel?",
+        "response_tweet_id": "",
+        "in_response_to_tweet_id": "",
+    }
+    do_store_events(account, [RawPost("1", row)])
+    drain()
+    # The same post arrives again under another event key (as a network's retry might).
+    do_store_events(account, [RawPost("1-again", row)])
+    drain()
+    assert Message.objects.count() == 1
+    assert InboundEvent.objects.filter(state=EventState.DONE).count() == 2
+
+
+def test_a_batch_killed_midway_is_done_again_whole(org, monkeypatch):
+    do_import_file(FIXTURE, org)
+    calls = {"n": 0}
+    real_save = pipeline._Threader._save
+
+    def dying_save(self):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt("worker killed")  # not an Exception: nothing catches it
+        return real_save(self)
+
+    monkeypatch.setattr(pipeline._Threader, "_save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        drain()
+    assert Case.objects.count() == 0
+    assert InboundEvent.objects.filter(state=EventState.PENDING).count() == 8
+    drain()
+    assert InboundEvent.objects.filter(state=EventState.PENDING).count() == 0
+    assert Message.objects.filter(external_id="9").count() == 1
+
+
+def test_new_post_outside_the_window_opens_a_new_case(org, settings):
+    settings.HUBBUB_THREAD_WINDOW_HOURS = 1
+    account = SocialAccount.objects.create(
+        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
+    )
+
+    def row(tweet_id, when):
+        return RawPost(
+            tweet_id,
+            {
+                "tweet_id": tweet_id,
+                "author_id": "9",
+                "inbound": "True",
+                "created_at": when,
+                "text": "@acme hello?",
+                "response_tweet_id": "",
+                "in_response_to_tweet_id": "",
+            },
+        )
+
+    do_store_events(
+        account, [row("1", "2017-11-06T09:00:00Z"), row("2", "2017-11-06T09:30:00Z"), row("3", "2017-11-06T12:00:00Z")]
+    )
+    drain()
+    assert Case.objects.count() == 2
+    assert Identity.objects.count() == 1
+
+
+def test_playbook_routes_legal_threats_and_private_data(org):
+    account = SocialAccount.objects.create(
+        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
+    )
+
+    def row(tweet_id, author, text):
+        return RawPost(
+            tweet_id,
+            {
+                "tweet_id": tweet_id,
+                "author_id": author,
+                "inbound": "True",
+                "created_at": "2017-11-06T09:00:00Z",
+                "text": text,
+                "response_tweet_id": "",
+                "in_response_to_tweet_id": "",
+            },
+        )
+
+    do_store_events(
+        account,
+        [
+            row("1", "7", "@acme I will sue you, my lawyer is drafting the claim"),
+            row("2", "8", "@acme my card 4111 1111 1111 1111 was charged twice"),
+        ],
+    )
+    drain()
+    legal = Case.objects.get(customer__identities__handle="7")
+    assert (legal.department.slug, legal.get_priority_display()) == ("legal", "Urgent")
+    leaked = Case.objects.get(customer__identities__handle="8")
+    assert "card_number" in leaked.private_data and leaked.get_priority_display() == "Urgent"

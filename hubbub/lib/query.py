@@ -1,0 +1,771 @@
+"""Listening queries: a boolean search language, and a matcher for thousands of them at once.
+
+    (acme OR "acme corp" OR @acmehelp) AND (refund* OR "money back") -job lang:en
+    "battery life" NEAR/3 (terrible OR awful)        <- error: NEAR joins two terms or phrases
+    battery NEAR/3 terrible
+
+- A term matches a whole word, case-insensitively (Unicode case folding: ß = ss); a post's words
+  are its runs of letters, digits and combining marks, so punctuation, emoji, `_`, `#` and `@`
+  separate words. `refund*` matches words that start
+  with "refund" (at least 3 characters before the `*`). A term with punctuation inside (`e-mail`,
+  `don't`) is a phrase of its words.
+- `"exact phrase"`: the words in this order, with only punctuation or spaces between them.
+- `a NEAR/n b`: a and b, either order, with at most n other words between them (a and b are terms
+  or phrases).
+- `AND` (also implied between neighbours), `OR`, `NOT`, `-term`, `-"phrase"`, `-(group)`, and
+  parentheses. Operators are upper case; precedence is NOT > NEAR > AND > OR.
+- Fields: `author:name` (the handle, `@` optional), `lang:en` (also en-GB), `channel:mastodon`,
+  `url:example.com/path` (that domain or a subdomain, and a URL path starting with the path).
+
+A query must have something positive every match needs (a term or a field): `-spam` or
+`acme OR -spam` would match almost every post, so they are refused.
+
+Matching many queries: each post is normalised once into " word word … " (case-folded, words
+separated by single spaces). Every term, phrase and wildcard of every query is a key in one
+Aho-Corasick automaton, written with its surrounding spaces (" refund ", " money back ",
+" refu"), so one scan finds exactly the whole-word hits, phrases across punctuation included.
+Each query is indexed under the keys of one clause it cannot match without, so only queries
+whose clause was hit are evaluated, as set lookups on the hits. Queries whose necessary clause
+is a field (`author:bob`, `lang:de`) are indexed by the field value instead. No user text ever
+becomes a regular expression.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import ahocorasick
+
+MAX_TEXT = 5000
+MAX_QUERY = 4000
+MAX_TERMS = 200
+MAX_DEPTH = 50
+MAX_NEAR = 100
+MIN_PREFIX = 3
+FIELDS = ("author", "channel", "lang", "url")
+
+# A fixed pattern without nested repetition: linear in the query's length whatever it holds.
+_LEXEME = re.compile(r'(?P<space>\s+)|(?P<paren>[()])|(?P<phrase>"[^"]*"?)|(?P<minus>-)|(?P<word>[^\s()"]+)')
+_NEAR = re.compile(r"NEAR(?:/(\d+))?")
+_FIELD = re.compile(r"([A-Za-z]+):")
+
+
+class QuerySyntaxError(ValueError):
+    """The query cannot be used; `position` is the 0-based index of the mistake in `query`."""
+
+    def __init__(self, message: str, position: int, query: str = "", query_id: int | None = None):
+        prefix = f"query {query_id}: " if query_id is not None else ""
+        super().__init__(f"{prefix}{message} (at character {position + 1})")
+        self.message = message
+        self.position = position
+        self.query = query
+        self.query_id = query_id
+
+    def caret(self, width: int = 80) -> str:
+        """The query (or the part around the mistake) on one line, and a ^ under the mistake."""
+        text = "".join(" " if c.isspace() else c for c in self.query)
+        start = max(0, min(self.position - width // 2, len(text) - width))
+        shown = text[start : start + width]
+        lead = "…" if start > 0 else ""
+        tail = "…" if start + width < len(text) else ""
+        return f"{lead}{shown}{tail}\n{' ' * (len(lead) + self.position - start)}^"
+
+
+@dataclass(frozen=True)
+class Document:
+    """A post, as the matcher sees it."""
+
+    text: str
+    author: str = ""
+    lang: str = ""
+    channel: str = ""
+    url: str = ""
+
+
+# --- The syntax tree -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Term:
+    word: str
+    position: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Wildcard:
+    prefix: str
+    position: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Phrase:
+    words: tuple[str, ...]
+    position: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    value: str
+    position: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Not:
+    child: Node
+    position: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class And:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Near:
+    left: Term | Wildcard | Phrase
+    right: Term | Wildcard | Phrase
+    distance: int
+    position: int = field(default=0, compare=False)
+
+
+type Leaf = Term | Wildcard | Phrase
+type Node = Term | Wildcard | Phrase | Field | Not | And | Or | Near
+
+
+def normalise(text: str) -> str:
+    """Text -> " word word … ": case-folded words separated by single spaces, with a space at each end.
+
+    A word is a run of letters, digits and combining marks; everything else separates words.
+    """
+    if text.isascii():
+        folded = text.encode().translate(_ASCII_FOLD).decode()
+    else:
+        # NFKC first so that a decomposed "é" (e + combining accent) or "ﬁ" is the word as typed.
+        if not unicodedata.is_normalized("NFKC", text):
+            text = unicodedata.normalize("NFKC", text)
+        folded = text.casefold().encode("utf-8", "surrogatepass").translate(_ASCII_FOLD)
+        # Case folding turns "İ" into "i" + combining dot; drop the dot so İstanbul matches istanbul.
+        folded = folded.decode("utf-8", "surrogatepass").replace("i\u0307", "i")
+        # A post holds few distinct non-ASCII characters: replacing the separators among them
+        # is several times cheaper than a regular-expression pass over every character.
+        for char in set(folded) - _ASCII:
+            if not _is_word_char(char):
+                folded = folded.replace(char, " ")
+    return f" {' '.join(folded.split())} "
+
+
+# ASCII letters and digits lower-cased, every other ASCII byte a space; UTF-8 bytes of the rest kept.
+_ASCII_FOLD = bytes((ord(chr(b).lower()) if chr(b).isalnum() else 32) if b < 128 else b for b in range(256))
+_ASCII = frozenset(map(chr, range(128)))
+
+
+@lru_cache(maxsize=8192)
+def _is_word_char(char: str) -> bool:
+    if char.isalnum():
+        return True
+    # Combining marks belong to their word (Devanagari vowel signs, Thai tones); variation
+    # selectors only pick an emoji's look.
+    return unicodedata.category(char) in ("Mn", "Mc") and not (
+        "\ufe00" <= char <= "\ufe0f" or "\U000e0100" <= char <= "\U000e01ef"
+    )
+
+
+def words(text: str) -> list[str]:
+    return normalise(text).split()
+
+
+def leaf_key(leaf: Leaf) -> str:
+    """The automaton key: spaces around a word or phrase make the match whole-word; a prefix has none after."""
+    if isinstance(leaf, Term):
+        return f" {leaf.word} "
+    if isinstance(leaf, Wildcard):
+        return f" {leaf.prefix}"
+    return f" {' '.join(leaf.words)} "
+
+
+# --- Parsing ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # ( ) AND OR NOT NEAR - PHRASE WORD FIELD END
+    text: str
+    position: int
+    distance: int | None = None
+
+
+_OPERAND_START = {"(", "-", "NOT", "PHRASE", "WORD", "FIELD"}
+
+
+def parse(query: str) -> Node:
+    """Query text -> syntax tree. Raises QuerySyntaxError."""
+    if len(query) > MAX_QUERY:
+        raise QuerySyntaxError(f"a query can be at most {MAX_QUERY:,} characters", MAX_QUERY, query)
+    tokens = _lex(query)
+    if tokens[0].kind == "END":
+        raise QuerySyntaxError("the query is empty", 0, query)
+    node = _Parser(query, tokens).parse()
+    negative = _only_negative(node)
+    if negative is not None:
+        raise QuerySyntaxError(
+            "this would match posts without any of your terms: add a term or field every match needs",
+            negative,
+            query,
+        )
+    return node
+
+
+def _lex(query: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    for found in _LEXEME.finditer(query):
+        kind, text, position = found.lastgroup, found[0], found.start()
+        if kind == "paren" or kind == "minus":
+            tokens.append(_Token(text, text, position))
+        elif kind == "phrase":
+            if len(text) < 2 or not text.endswith('"'):
+                raise QuerySyntaxError("this quote is never closed", position, query)
+            tokens.append(_Token("PHRASE", text[1:-1], position))
+        elif kind == "word":
+            tokens.append(_word_token(query, text, position))
+    tokens.append(_Token("END", "", len(query)))
+    return tokens
+
+
+def _word_token(query: str, text: str, position: int) -> _Token:
+    if text in ("AND", "OR", "NOT"):
+        return _Token(text, text, position)
+    near = _NEAR.fullmatch(text)
+    if near:
+        return _Token("NEAR", text, position, int(near[1]) if near[1] else None)
+    if text.startswith("NEAR/"):
+        return _Token("NEAR", text, position, None)
+    named = _FIELD.match(text)
+    if named:
+        if named[1].lower() not in FIELDS:
+            raise QuerySyntaxError(
+                f"unknown field {named[1]!r} (known: {', '.join(FIELDS)}; quote the text to search for it)",
+                position,
+                query,
+            )
+        return _Token("FIELD", text, position)
+    return _Token("WORD", text, position)
+
+
+class _Parser:
+    def __init__(self, query: str, tokens: list[_Token]):
+        self.query = query
+        self.tokens = tokens
+        self.at = 0
+        self.depth = 0
+        self.terms = 0
+
+    def error(self, message: str, position: int) -> QuerySyntaxError:
+        return QuerySyntaxError(message, position, self.query)
+
+    def peek(self) -> _Token:
+        return self.tokens[self.at]
+
+    def take(self) -> _Token:
+        token = self.tokens[self.at]
+        self.at += 1
+        return token
+
+    def parse(self) -> Node:
+        node = self.any_of()
+        token = self.peek()
+        if token.kind == ")":
+            raise self.error("this ) has no ( to close", token.position)
+        assert token.kind == "END", token
+        return node
+
+    def need_operand(self, operator: _Token) -> None:
+        if self.peek().kind not in _OPERAND_START:
+            raise self.error(f"{operator.text} needs a term after it", operator.position)
+
+    def any_of(self) -> Node:
+        children = [self.all_of()]
+        while self.peek().kind == "OR":
+            operator = self.take()
+            self.need_operand(operator)
+            children.append(self.all_of())
+        return children[0] if len(children) == 1 else Or(tuple(children))
+
+    def all_of(self) -> Node:
+        children = [self.near()]
+        while True:
+            kind = self.peek().kind
+            if kind == "AND":
+                self.need_operand(self.take())
+            elif kind not in _OPERAND_START:
+                break
+            children.append(self.near())
+        return children[0] if len(children) == 1 else And(tuple(children))
+
+    def near(self) -> Node:
+        left = self.unary()
+        while self.peek().kind == "NEAR":
+            operator = self.take()
+            if operator.distance is None:
+                raise self.error("NEAR needs a distance in words, like NEAR/3", operator.position)
+            if operator.distance > MAX_NEAR:
+                raise self.error(f"the NEAR distance can be at most {MAX_NEAR}", operator.position)
+            self.need_operand(operator)
+            right = self.unary()
+            if not isinstance(left, Term | Wildcard | Phrase) or not isinstance(right, Term | Wildcard | Phrase):
+                raise self.error("NEAR joins two terms or phrases", operator.position)
+            left = Near(left, right, operator.distance, operator.position)
+        return left
+
+    def unary(self) -> Node:
+        token = self.peek()
+        if token.kind not in ("NOT", "-"):
+            return self.primary()
+        self.take()
+        if token.kind == "-" and self.peek().kind not in ("(", "PHRASE", "WORD", "FIELD"):
+            raise self.error("- needs a term, phrase or group right after it", token.position)
+        self.need_operand(token)
+        self.enter(token)
+        child = self.primary() if token.kind == "-" else self.unary()
+        self.depth -= 1
+        return Not(child, token.position)
+
+    def enter(self, token: _Token) -> None:
+        # Limits recursion here and in evaluation, so hostile nesting is an error, not a RecursionError.
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"groups and negations can be nested at most {MAX_DEPTH} deep", token.position)
+
+    def primary(self) -> Node:
+        token = self.take()
+        if token.kind == "(":
+            self.enter(token)
+            if self.peek().kind == ")":
+                raise self.error("empty parentheses", token.position)
+            node = self.any_of()
+            if self.peek().kind != ")":
+                raise self.error("this ( is never closed", token.position)
+            self.take()
+            self.depth -= 1
+            return node
+        if token.kind in ("AND", "OR", "NEAR"):
+            raise self.error(f"{token.text} needs a term before it", token.position)
+        if token.kind == ")":
+            raise self.error("this ) has no ( to close", token.position)
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise self.error(f"a query can have at most {MAX_TERMS} terms", token.position)
+        if token.kind == "PHRASE":
+            found = words(token.text)
+            if not found:
+                raise self.error("empty phrase", token.position)
+            return Term(found[0], token.position) if len(found) == 1 else Phrase(tuple(found), token.position)
+        if token.kind == "FIELD":
+            return self.field(token)
+        return self.word(token)
+
+    def word(self, token: _Token) -> Leaf:
+        text = token.text
+        star = text.find("*")
+        if star >= 0:
+            if star != len(text) - 1:
+                raise self.error("* can only end a word", token.position + star)
+            found = words(text[:-1])
+            if len(found) != 1 or not words(text[-2:-1]):
+                raise self.error("* must follow a single word, like refund*", token.position + star)
+            if len(found[0]) < MIN_PREFIX:
+                raise self.error(f"a wildcard needs at least {MIN_PREFIX} letters before the *", token.position)
+            return Wildcard(found[0], token.position)
+        found = words(text)
+        if not found:
+            raise self.error("a term needs letters or digits", token.position)
+        return Term(found[0], token.position) if len(found) == 1 else Phrase(tuple(found), token.position)
+
+    def field(self, token: _Token) -> Field:
+        name, _, raw = token.text.partition(":")
+        name = name.lower()
+        value_at = token.position + len(name) + 1
+        if name == "url":
+            host, path = _split_url(raw)
+            value = host + path
+        else:
+            value = raw.casefold().strip()
+            if name == "author":
+                value = value.lstrip("@")
+            elif name == "lang":
+                value = value.replace("_", "-")
+        if not value or value.startswith("/"):
+            raise self.error(f"{name}: needs a value, like {_FIELD_EXAMPLES[name]}", value_at)
+        return Field(name, value, token.position)
+
+
+_FIELD_EXAMPLES = {"author": "author:acme", "channel": "channel:mastodon", "lang": "lang:en", "url": "url:example.com"}
+
+
+def _only_negative(node: Node) -> int | None:
+    """Where the query could match without any positive term or field (a negation's position), or None."""
+    if isinstance(node, Not):
+        return node.position
+    if isinstance(node, Or):
+        for child in node.children:
+            found = _only_negative(child)
+            if found is not None:
+                return found
+    if isinstance(node, And):
+        found = [_only_negative(child) for child in node.children]
+        if all(f is not None for f in found):
+            return found[0]
+    return None
+
+
+def _split_url(url: str) -> tuple[str, str]:
+    """URL or domain -> (host, path): case-folded, without scheme, user, port or "www."-less guessing."""
+    url = url.strip().casefold()
+    if "://" in url:
+        url = url.split("://", 1)[1]
+    cut = min((i for i in (url.find("/"), url.find("?"), url.find("#")) if i >= 0), default=len(url))
+    host, path = url[:cut], url[cut:]
+    host = host.rpartition("@")[2].partition(":")[0].strip(".")
+    return host, path
+
+
+# --- Compiling to evaluators -----------------------------------------------------------------
+
+
+class _Post:
+    """One document, prepared once for all queries: its normalised text, the keys it contains, its fields."""
+
+    __slots__ = ("norm", "hits", "author", "lang", "channel", "host", "path", "_tokens", "_starts")
+
+    def __init__(self, doc: Document, norm: str, hits: set[str]):
+        self.norm = norm
+        self.hits = hits
+        self.author = doc.author.casefold().strip().lstrip("@")
+        self.lang = doc.lang.casefold().strip().replace("_", "-")
+        self.channel = doc.channel.casefold().strip()
+        self.host, path = _split_url(doc.url) if doc.url else ("", "")
+        self.path = path or "/"
+        self._tokens: list[str] | None = None
+        self._starts: dict[str, list[int]] = {}
+
+    def starts(self, leaf: Leaf, key: str) -> list[int]:
+        """Word positions where the leaf begins, in order (only needed by NEAR, so computed lazily)."""
+        found = self._starts.get(key)
+        if found is not None:
+            return found
+        if self._tokens is None:
+            self._tokens = self.norm.split()
+        tokens = self._tokens
+        if isinstance(leaf, Term):
+            found = [i for i, t in enumerate(tokens) if t == leaf.word]
+        elif isinstance(leaf, Wildcard):
+            found = [i for i, t in enumerate(tokens) if t.startswith(leaf.prefix)]
+        else:
+            first, size, phrase = leaf.words[0], len(leaf.words), list(leaf.words)
+            found = [i for i, t in enumerate(tokens) if t == first and tokens[i : i + size] == phrase]
+        self._starts[key] = found
+        return found
+
+
+def _field_keys(doc: Document, names: Counter[str]) -> list[tuple[str, str]]:
+    """The field values of a post that field-indexed queries can be found under (only fields in use)."""
+    keys = []
+    if doc.author and names["author"]:
+        keys.append(("author", doc.author.casefold().strip().lstrip("@")))
+    if doc.lang and names["lang"]:
+        lang = doc.lang.casefold().strip().replace("_", "-")
+        keys.append(("lang", lang))
+        if "-" in lang:
+            keys.append(("lang", lang.split("-", 1)[0]))
+    if doc.channel and names["channel"]:
+        keys.append(("channel", doc.channel.casefold().strip()))
+    if doc.url and names["url"]:
+        parts = _split_url(doc.url)[0].split(".")
+        keys.extend(("url", ".".join(parts[i:])) for i in range(len(parts)))
+    return keys
+
+
+type Evaluator = Callable[[_Post], bool]
+
+
+def _compile(node: Node) -> Evaluator:
+    if isinstance(node, Term | Wildcard | Phrase):
+        key = leaf_key(node)
+        return lambda post: key in post.hits
+    if isinstance(node, Not):
+        child = _compile(node.child)
+        return lambda post: not child(post)
+    if isinstance(node, Field):
+        return _compile_field(node)
+    if isinstance(node, Near):
+        return _compile_near(node)
+    # The leaves of a group are checked together as one set operation, the rest one by one.
+    leaves = frozenset(leaf_key(c) for c in node.children if isinstance(c, Term | Wildcard | Phrase))
+    rest = tuple(_compile(c) for c in node.children if not isinstance(c, Term | Wildcard | Phrase))
+    if isinstance(node, And):
+
+        def all_of(post: _Post) -> bool:
+            if not leaves <= post.hits:
+                return False
+            # A plain loop: all() over a generator costs more on this, the hottest path.
+            for child in rest:  # noqa: SIM110
+                if not child(post):
+                    return False
+            return True
+
+        return all_of
+
+    def any_of(post: _Post) -> bool:
+        if not leaves.isdisjoint(post.hits):
+            return True
+        for child in rest:  # noqa: SIM110
+            if child(post):
+                return True
+        return False
+
+    return any_of
+
+
+def _compile_field(node: Field) -> Evaluator:
+    value = node.value
+    if node.name == "author":
+        return lambda post: post.author == value
+    if node.name == "channel":
+        return lambda post: post.channel == value
+    if node.name == "lang":
+        subtag = value + "-"
+        return lambda post: post.lang == value or post.lang.startswith(subtag)
+    host, path = _split_url(value)
+    subdomain = "." + host
+    return lambda post: (post.host == host or post.host.endswith(subdomain)) and post.path.startswith(path)
+
+
+def _compile_near(node: Near) -> Evaluator:
+    left, right, distance = node.left, node.right, node.distance
+    left_key, right_key = leaf_key(left), leaf_key(right)
+    left_size = len(left.words) if isinstance(left, Phrase) else 1
+    right_size = len(right.words) if isinstance(right, Phrase) else 1
+
+    def near(post: _Post) -> bool:
+        if left_key not in post.hits or right_key not in post.hits:
+            return False
+        others = post.starts(right, right_key)
+        for start in post.starts(left, left_key):
+            end = start + left_size - 1
+            # The first right-hand match after this one, and the last one that ends before it.
+            after = bisect_right(others, end)
+            if after < len(others) and others[after] - end - 1 <= distance:
+                return True
+            before = bisect_right(others, start - right_size) - 1
+            if before >= 0 and start - (others[before] + right_size - 1) - 1 <= distance:
+                return True
+        return False
+
+    return near
+
+
+def _leaves(node: Node) -> Iterable[Leaf]:
+    if isinstance(node, Term | Wildcard | Phrase):
+        yield node
+    elif isinstance(node, Not):
+        yield from _leaves(node.child)
+    elif isinstance(node, Near):
+        yield node.left
+        yield node.right
+    elif isinstance(node, And | Or):
+        for child in node.children:
+            yield from _leaves(child)
+
+
+type TriggerKey = str | tuple[str, str]
+
+# Fields every post has few values of (languages, channels) bring in many posts; handles and
+# domains few.
+_FIELD_COST = {"author": 1.0, "url": 2.0, "channel": 1000.0, "lang": 1000.0}
+
+
+def _required(node: Node, cost: Callable[[TriggerKey], float]) -> frozenset[TriggerKey] | None:
+    """Keys of which every match has at least one (one clause the query cannot match without), or None.
+
+    Of several such clauses (the parts of an AND) the one with the lowest total `cost` is chosen.
+    """
+    if isinstance(node, Term | Wildcard | Phrase):
+        return frozenset([leaf_key(node)])
+    if isinstance(node, Field):
+        value = _split_url(node.value)[0] if node.name == "url" else node.value
+        return frozenset([(node.name, value)])
+    if isinstance(node, Not):
+        return None
+    if isinstance(node, Near):
+        clauses = [frozenset([leaf_key(node.left)]), frozenset([leaf_key(node.right)])]
+    else:
+        found = [_required(child, cost) for child in node.children]
+        if isinstance(node, Or):
+            return None if any(c is None for c in found) else frozenset().union(*found)  # type: ignore[arg-type]
+        clauses = [c for c in found if c is not None]
+    return min(clauses, key=lambda keys: sum(cost(k) for k in keys)) if clauses else None
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    node: Node
+    evaluate: Evaluator
+    keys: frozenset[str]  # every term, phrase and prefix key, for the automaton
+
+
+@lru_cache(maxsize=512)
+def _compile_query(query: str) -> _Compiled:
+    node = parse(query)
+    return _Compiled(node, _compile(node), frozenset(leaf_key(leaf) for leaf in _leaves(node)))
+
+
+def matches(query: str, doc: Document) -> bool:
+    """Whether one query matches one post (the editor's preview). Raises QuerySyntaxError."""
+    compiled = _compile_query(query)
+    norm = normalise(doc.text[:MAX_TEXT])
+    # Keys carry their spaces, so a substring test is a whole-word test.
+    return compiled.evaluate(_Post(doc, norm, {k for k in compiled.keys if k in norm}))
+
+
+class QuerySet:
+    """Many queries matched together against a stream of posts.
+
+    Each query is indexed under one clause it needs. The clause is chosen by how many queries
+    share its keys: a brand name is in a handful of queries and a handful of posts, while words
+    like "refund" or "customer service" are in hundreds of both, so the clause with the rarest
+    keys brings in the fewest candidates to evaluate.
+
+    Not thread-safe: build one per worker; edits (`replace`, `remove`) take milliseconds.
+    """
+
+    def __init__(self, queries: dict[int, str] | None = None):
+        self._queries: dict[int, _Compiled] = {}
+        self._triggers: dict[int, frozenset[TriggerKey]] = {}
+        self._key_users: Counter[str] = Counter()
+        self._text_triggers: dict[str, set[int]] = {}
+        self._field_triggers: dict[tuple[str, str], set[int]] = {}
+        self._field_names: Counter[str] = Counter()
+        self._automaton = ahocorasick.Automaton()
+        self._dirty = False
+        compiled = {query_id: _compile_or_name(query_id, text) for query_id, text in (queries or {}).items()}
+        # Count every query's keys first, so each one is indexed knowing how common its keys are.
+        for each in compiled.values():
+            self._use(each.keys)
+        for query_id, each in compiled.items():
+            self._register(query_id, each)
+        self._refresh()
+
+    def __len__(self) -> int:
+        return len(self._queries)
+
+    def __contains__(self, query_id: int) -> bool:
+        return query_id in self._queries
+
+    def replace(self, query_id: int, text: str) -> None:
+        """Add or edit one query. Raises QuerySyntaxError and leaves the set unchanged if the text is wrong."""
+        compiled = _compile_or_name(query_id, text)
+        # Take the new keys before releasing the old ones, so keys the edit keeps stay in the automaton.
+        self._use(compiled.keys)
+        self._drop(query_id)
+        self._register(query_id, compiled)
+        self._refresh()
+
+    def remove(self, query_id: int) -> None:
+        self._drop(query_id)
+        self._refresh()
+
+    def match(self, doc: Document) -> list[int]:
+        """Ids of the queries that match the post, sorted."""
+        norm = normalise(doc.text[:MAX_TEXT])
+        hits: set[str] = {key for _, key in self._automaton.iter(norm)} if self._key_users else set()
+        candidates: set[int] = set()
+        triggered = self._text_triggers.get
+        for key in hits:
+            ids = triggered(key)
+            if ids:
+                candidates |= ids
+        if self._field_triggers:
+            for key in _field_keys(doc, self._field_names):
+                ids = self._field_triggers.get(key)
+                if ids:
+                    candidates |= ids
+        if not candidates:
+            return []
+        post = _Post(doc, norm, hits)
+        queries = self._queries
+        return sorted([i for i in candidates if queries[i].evaluate(post)])
+
+    def keys(self) -> list[str]:
+        """The automaton's keys (for benchmarks and debugging)."""
+        return list(self._key_users)
+
+    def _cost(self, key: TriggerKey) -> float:
+        if isinstance(key, tuple):
+            return _FIELD_COST[key[0]]
+        users = self._key_users[key]
+        if not key.endswith(" ") or len(key) <= 5:
+            return users * 3.0  # a prefix, or a word of three letters or fewer, is in many posts
+        return float(users)
+
+    def _use(self, keys: frozenset[str]) -> None:
+        for key in keys:
+            self._key_users[key] += 1
+            if self._key_users[key] == 1:
+                self._automaton.add_word(key, key)
+                self._dirty = True
+
+    def _register(self, query_id: int, compiled: _Compiled) -> None:
+        triggers = _required(compiled.node, self._cost)
+        assert triggers is not None, "parse refuses queries without a required positive clause"
+        self._queries[query_id] = compiled
+        self._triggers[query_id] = triggers
+        for trigger in triggers:
+            if isinstance(trigger, tuple):
+                self._field_triggers.setdefault(trigger, set()).add(query_id)
+                self._field_names[trigger[0]] += 1
+            else:
+                self._text_triggers.setdefault(trigger, set()).add(query_id)
+
+    def _drop(self, query_id: int) -> None:
+        compiled = self._queries.pop(query_id, None)
+        if compiled is None:
+            return
+        for key in compiled.keys:
+            self._key_users[key] -= 1
+            if not self._key_users[key]:
+                del self._key_users[key]
+                self._automaton.remove_word(key)
+                self._dirty = True
+        for trigger in self._triggers.pop(query_id):
+            if isinstance(trigger, tuple):
+                self._field_names[trigger[0]] -= 1
+            index: dict = self._field_triggers if isinstance(trigger, tuple) else self._text_triggers
+            ids = index[trigger]
+            ids.discard(query_id)
+            if not ids:
+                del index[trigger]
+
+    def _refresh(self) -> None:
+        # Adding or removing words turns the automaton back into a plain trie; relinking it is
+        # one pass in C (about 10 ms for 40,000 keys), so edits relink the whole thing eagerly.
+        if self._dirty and self._key_users:
+            self._automaton.make_automaton()
+        self._dirty = False
+
+
+def _compile_or_name(query_id: int, text: str) -> _Compiled:
+    try:
+        return _compile_query(text)
+    except QuerySyntaxError as exc:
+        raise QuerySyntaxError(exc.message, exc.position, text, query_id) from None

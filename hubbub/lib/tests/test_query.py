@@ -1,0 +1,486 @@
+import random
+
+import pytest
+
+from hubbub.lib.query import (
+    MAX_TEXT,
+    And,
+    Document,
+    Field,
+    Near,
+    Not,
+    Or,
+    Phrase,
+    QuerySet,
+    QuerySyntaxError,
+    Term,
+    Wildcard,
+    matches,
+    parse,
+    words,
+)
+
+
+def hit(query, text, **fields):
+    return matches(query, Document(text, **fields))
+
+
+# --- Operators -------------------------------------------------------------------------------
+
+
+def test_a_term_matches_whole_words_case_insensitively():
+    assert hit("acme", "I love ACME!")
+    assert hit("ACME", "acme's support")
+    assert not hit("acme", "acmeco is different")
+    assert not hit("acme", "the pacmen")
+
+
+def test_and_or_not_and_minus():
+    assert hit("acme AND refund", "refund from acme")
+    assert not hit("acme AND refund", "acme only")
+    assert hit("acme OR globex", "globex here")
+    assert not hit("acme OR globex", "initech here")
+    assert hit("acme NOT job", "acme is great")
+    assert not hit("acme NOT job", "acme job offer")
+    assert not hit("acme -job", "acme job offer")
+    assert not hit('acme -"job offer"', "acme: job, offer")
+    assert hit('acme -"job offer"', "acme offer job")
+    assert not hit("acme -(job OR hiring)", "acme is hiring")
+    assert hit("acme -(job OR hiring)", "acme is firing")
+
+
+def test_adjacent_terms_are_and():
+    assert parse("acme refund") == parse("acme AND refund")
+    assert hit("acme refund", "a refund from acme")
+    assert not hit("acme refund", "acme")
+
+
+def test_precedence_not_near_and_or():
+    # OR is loosest: a AND b OR c == (a AND b) OR c
+    assert parse("a AND b OR c") == Or((And((Term("a", 0), Term("b", 6))), Term("c", 11)))
+    assert hit("a AND b OR c", "c")
+    assert not hit("a AND b OR c", "a")
+    # NOT binds tighter than AND: a AND NOT b OR c == (a AND (NOT b)) OR c
+    assert parse("a NOT b OR c") == Or((And((Term("a", 0), Not(Term("b", 6), 2))), Term("c", 11)))
+    # NEAR binds tighter than AND and OR.
+    assert parse("x a NEAR/2 b OR c") == Or(
+        (And((Term("x", 0), Near(Term("a", 2), Term("b", 11), 2, 4))), Term("c", 16))
+    )
+    assert hit("(a OR b) c", "b c")
+    assert not hit("a OR b c", "b")
+
+
+def test_phrases_ignore_punctuation_between_words_but_keep_order():
+    assert hit('"money back"', "I want my MONEY... back!")
+    assert hit('"money back"', "money-back guarantee")
+    assert not hit('"money back"', "back money")
+    assert not hit('"money back"', "money and back")
+    assert hit("money-back", "money back")
+    assert hit("don't", "I don’t like it")  # any punctuation separates words, typographic too
+    assert hit("don't", "I don't like it")
+
+
+def test_near_either_order_up_to_the_limit():
+    assert hit("refund NEAR/2 late", "refund was very late")
+    assert hit("refund NEAR/2 late", "late, very late refund")
+    assert hit("refund NEAR/2 late", "late was very refund")
+    assert not hit("refund NEAR/2 late", "refund was very very late")
+    assert not hit("refund NEAR/2 late", "late was very very refund")
+    assert hit("refund NEAR/0 late", "late refund")
+    assert not hit("refund NEAR/0 late", "late, a refund")
+    assert hit('"money back" NEAR/1 acme', "money back from acme")
+    assert hit('acme NEAR/1 "money back"', "money back from acme")
+    assert not hit('"money back" NEAR/0 acme', "money back from acme")
+    assert hit("refund* NEAR/1 acme", "acme the refunds")
+
+
+def test_near_needs_two_different_occurrences():
+    assert not hit("refund NEAR/3 refund", "refund")
+    assert hit("refund NEAR/3 refund", "refund, refund")
+    assert not hit('"a b" NEAR/3 b', "a b")
+    assert hit('"a b" NEAR/3 b', "a b b")
+
+
+def test_wildcards_match_word_prefixes():
+    assert hit("refund*", "Refunded yesterday")
+    assert hit("refund*", "refund")
+    assert not hit("refund*", "nonrefundable")
+    assert hit("straß*", "STRASSENBAHN kaputt")
+
+
+# --- Fields ----------------------------------------------------------------------------------
+
+
+def test_author_is_the_handle_with_optional_at():
+    assert hit("author:acmehelp", "x", author="@AcmeHelp")
+    assert hit("author:@acmehelp", "x", author="acmehelp")
+    assert not hit("author:acme", "x", author="acmehelp")
+
+
+def test_lang_matches_the_language_and_its_regional_variants():
+    assert hit("acme lang:en", "acme", lang="en")
+    assert hit("acme lang:en", "acme", lang="en-GB")
+    assert hit("acme lang:EN", "acme", lang="en_gb")
+    assert not hit("acme lang:en", "acme", lang="de")
+    assert not hit("acme lang:en-us", "acme", lang="en-gb")
+
+
+def test_channel():
+    assert hit("acme channel:mastodon", "acme", channel="Mastodon")
+    assert not hit("acme channel:mastodon", "acme", channel="reddit")
+
+
+def test_url_matches_domain_subdomains_and_path_prefix():
+    assert hit("url:example.com", "", url="https://example.com/a")
+    assert hit("url:example.com", "", url="http://support.Example.com:8080/a?b")
+    assert not hit("url:example.com", "", url="https://badexample.com/")
+    assert not hit("url:example.com", "", url="https://example.com.evil.net/")
+    assert hit("url:https://example.com/help", "", url="https://www.example.com/help/123")
+    assert not hit("url:example.com/help", "", url="https://example.com/shop")
+    assert not hit("url:example.com", "")
+
+
+def test_fields_combine_with_terms():
+    assert hit("refund (author:bob OR channel:reddit)", "refund please", channel="reddit")
+    assert not hit("refund (author:bob OR channel:reddit)", "refund please", channel="rss")
+
+
+# --- Unicode ---------------------------------------------------------------------------------
+
+
+def test_unicode_words():
+    assert hit("café", "Le CAFÉ est fermé")
+    assert hit("café", "le cafe\u0301 est fermé")  # decomposed é
+    assert not hit("caf", "café")
+    assert hit("straße", "STRASSE gesperrt")
+    assert hit("strasse", "Straße gesperrt")
+    assert hit("acme", "love🔥acme🔥!")
+    assert hit('"love acme"', "love🔥acme")
+    assert hit("Ünïcödé", "ünïcödé")
+    assert hit("#acmefail", "so #AcmeFail today")
+
+
+def test_unicode_word_boundaries_keep_combining_marks_and_drop_emoji_selectors():
+    assert hit("नमस्ते", "नमस्ते दुनिया")  # vowel signs and virama are part of the word
+    assert not hit("नमस", "नमस्ते दुनिया")
+    assert hit("istanbul", "İSTANBUL'da") and hit("İstanbul", "istanbul")
+    assert hit('"love acme"', "love ❤️ acme")  # the emoji's variation selector is not a word
+    assert words("a\ud83db") == ["a", "b"]  # a lone surrogate from broken JSON separates words
+    assert hit("acme", "ａｃｍｅ")  # full-width letters fold to plain ones
+
+
+# --- Syntax errors ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "position", "message"),
+    [
+        ("(acme OR globex", 0, "never closed"),
+        ("acme OR (globex", 8, "never closed"),
+        ("acme)", 4, "no ( to close"),
+        ("acme ()", 5, "empty parentheses"),
+        ("acme AND", 5, "AND needs a term after it"),
+        ("acme OR", 5, "OR needs a term after it"),
+        ("acme AND OR globex", 5, "AND needs a term after it"),
+        ("OR acme", 0, "OR needs a term before it"),
+        ("AND acme", 0, "AND needs a term before it"),
+        ("(acme OR) x", 6, "OR needs a term after it"),
+        ("acme NOT", 5, "NOT needs a term after it"),
+        ('acme ""', 5, "empty phrase"),
+        ('acme "!!"', 5, "empty phrase"),
+        ('acme "refund', 5, "never closed"),
+        ("acme NEAR refund", 5, "NEAR needs a distance"),
+        ("acme NEAR/ refund", 5, "NEAR needs a distance"),
+        ("acme NEAR/x refund", 5, "NEAR needs a distance"),
+        ("acme NEAR/101 refund", 5, "at most 100"),
+        ("acme NEAR/2", 5, "NEAR/2 needs a term after it"),
+        ("acme NEAR/2 (a OR b)", 5, "NEAR joins two terms or phrases"),
+        ("a NEAR/2 b NEAR/2 c", 11, "NEAR joins two terms or phrases"),
+        ("-a NEAR/2 b", 3, "NEAR joins two terms or phrases"),
+        ("acme foo:bar", 5, "unknown field 'foo'"),
+        ("acme author:", 12, "author: needs a value"),
+        ("acme re*", 5, "wildcard needs at least 3"),
+        ("acme ref*und", 8, "* can only end a word"),
+        ("acme *", 5, "* must follow a single word"),
+        ("acme e-mai*", 10, "* must follow a single word"),
+        ("acme !!!", 5, "needs letters or digits"),
+        ("acme --spam", 5, "- needs a term"),
+        ("-spam", 0, "would match posts without"),
+        ("NOT spam", 0, "would match posts without"),
+        ("acme OR -spam", 8, "would match posts without"),
+        ("-spam -ham", 0, "would match posts without"),
+        ("", 0, "empty"),
+        ("   ", 0, "empty"),
+    ],
+)
+def test_syntax_errors_point_at_the_mistake(query, position, message):
+    with pytest.raises(QuerySyntaxError) as caught:
+        parse(query)
+    assert caught.value.position == position
+    assert message in caught.value.message
+
+
+def test_caret_renders_the_position():
+    with pytest.raises(QuerySyntaxError) as caught:
+        parse("acme AND\t(refund")
+    assert caught.value.caret() == "acme AND (refund\n         ^"
+
+
+def test_caret_shows_a_window_of_a_long_query():
+    query = "a " * 150 + "(b"
+    with pytest.raises(QuerySyntaxError) as caught:
+        parse(query)
+    line, marker = caught.value.caret(width=40).split("\n")
+    assert line.startswith("…") and len(line) <= 42
+    assert line[marker.index("^")] == "("
+
+
+def test_negation_with_a_positive_part_is_fine():
+    assert parse("acme -spam") == And((Term("acme", 0), Not(Term("spam", 6), 5)))
+    assert parse("author:bob -spam") == And((Field("author", "bob", 0), Not(Term("spam", 12), 11)))
+
+
+# --- Hostile input ---------------------------------------------------------------------------
+
+
+def test_a_megabyte_post_is_cut_to_max_text():
+    text = "acme " + "x" * 1_000_000 + " refund"
+    assert hit("acme", text)
+    assert not hit("refund", text)
+    assert QuerySet({1: "acme", 2: "refund"}).match(Document(text)) == [1]
+    many_words = "refund " * 200_000
+    assert QuerySet({1: "refund NEAR/0 refund"}).match(Document(many_words)) == [1]
+    assert len(words(many_words[:MAX_TEXT])) == MAX_TEXT // 7 + 1
+
+
+def test_query_length_and_term_limits():
+    assert parse("a" * 4000) == Term("a" * 4000, 0)
+    with pytest.raises(QuerySyntaxError) as caught:
+        parse("a" * 4001)
+    assert caught.value.position == 4000
+    parse(" ".join(["abc"] * 200))
+    with pytest.raises(QuerySyntaxError) as caught:
+        parse(" ".join(["abc"] * 201))
+    assert caught.value.position == 800 and "200 terms" in caught.value.message
+
+
+def test_deep_nesting_is_an_error_not_a_recursion_error():
+    assert parse("(" * 50 + "acme" + ")" * 50) == Term("acme", 50)
+    with pytest.raises(QuerySyntaxError) as caught:
+        parse("(" * 51 + "acme" + ")" * 51)
+    assert caught.value.position == 50
+    with pytest.raises(QuerySyntaxError):
+        parse("(" * 2000 + "acme" + ")" * 2000)
+    with pytest.raises(QuerySyntaxError):
+        parse("acme " + "NOT " * 900 + "spam")
+    with pytest.raises(QuerySyntaxError):
+        parse("acme " + "-(" * 900 + "spam" + ")" * 900)
+
+
+def test_regex_metacharacters_are_literal():
+    assert hit("acm.", "acm!") and not hit("acm.", "acme")
+    assert not hit('"a.c"', "abc")
+    assert hit('"(a+)+$"', "a")
+    assert not hit('"(a+)+$"', "aaaa")
+    assert not hit("[abc]", "b")
+    assert hit("[abc]", "abc")
+    assert not hit("x{1000}", "xxxx")
+    assert hit("acme?", "acme")
+    with pytest.raises(QuerySyntaxError):
+        parse(".*")
+    assert hit('"' + "a" * 30 + '"', "a" * 30 + "!")  # no catastrophic backtracking to wait for
+
+
+# --- QuerySet --------------------------------------------------------------------------------
+
+
+def test_queryset_matches_and_sorts_ids():
+    queries = {
+        5: "acme refund*",
+        3: "author:@Bob",
+        9: "url:example.com",
+        1: '"money back" NEAR/2 acme',
+        2: "globex",
+        7: "lang:de acme",
+    }
+    doc = Document("ACME refunds? Money-back from acme", author="bob", lang="de-AT", url="http://www.example.com/a")
+    assert QuerySet(queries).match(doc) == [1, 3, 5, 7, 9]
+    assert QuerySet({}).match(doc) == []
+
+
+def test_queryset_error_names_the_query():
+    with pytest.raises(QuerySyntaxError) as caught:
+        QuerySet({1: "acme", 42: "acme AND"})
+    assert caught.value.query_id == 42 and caught.value.position == 5
+    assert str(caught.value).startswith("query 42: AND needs a term after it")
+    assert caught.value.caret() == "acme AND\n     ^"
+
+
+def test_replace_and_remove():
+    queries = QuerySet({1: "acme", 2: "acme refund"})
+    doc = Document("acme refund")
+    assert queries.match(doc) == [1, 2]
+    queries.replace(1, "globex")
+    assert queries.match(doc) == [2]
+    assert queries.match(Document("globex")) == [1]
+    queries.replace(3, "refund")
+    assert queries.match(doc) == [2, 3]
+    queries.remove(2)
+    queries.remove(2)  # removing twice is harmless
+    assert queries.match(doc) == [3]
+    assert " acme " not in set(queries.keys())
+    with pytest.raises(QuerySyntaxError):
+        queries.replace(3, "(refund")
+    assert queries.match(doc) == [3]  # a bad edit leaves the set unchanged
+    queries.remove(1)
+    queries.remove(3)
+    assert len(queries) == 0 and queries.match(doc) == []
+    queries.replace(4, "author:bob")
+    assert queries.match(Document("", author="bob")) == [4]
+
+
+# --- Property check: the set, the single query and a brute-force reference agree ------------
+
+VOCAB = ["acme", "refund", "refunds", "late", "money", "back", "café", "straße", "app", "crash", "ok", "ünï"]
+AUTHORS = ["bob", "alice", ""]
+LANGS = ["en", "en-gb", "de", ""]
+CHANNELS = ["mastodon", "reddit", ""]
+URLS = ["https://example.com/help/1", "http://shop.example.com/", "https://other.org/x", ""]
+
+
+def reference(trees: dict, doc: Document) -> list[int]:
+    """A slow, obviously-correct evaluation of each tree over the post's word list."""
+    tokens = words(doc.text[:MAX_TEXT])
+    return sorted(i for i, tree in trees.items() if _ref(tree, tokens, doc))
+
+
+def _spans(leaf, tokens):
+    if isinstance(leaf, Term):
+        return [(i, i) for i, t in enumerate(tokens) if t == leaf.word]
+    if isinstance(leaf, Wildcard):
+        return [(i, i) for i, t in enumerate(tokens) if t.startswith(leaf.prefix)]
+    k = len(leaf.words)
+    return [(i, i + k - 1) for i in range(len(tokens)) if tuple(tokens[i : i + k]) == leaf.words]
+
+
+def _ref(node, tokens, doc):
+    if isinstance(node, Term | Wildcard | Phrase):
+        return bool(_spans(node, tokens))
+    if isinstance(node, Not):
+        return not _ref(node.child, tokens, doc)
+    if isinstance(node, And):
+        return all(_ref(c, tokens, doc) for c in node.children)
+    if isinstance(node, Or):
+        return any(_ref(c, tokens, doc) for c in node.children)
+    if isinstance(node, Near):
+        for s1, e1 in _spans(node.left, tokens):
+            for s2, e2 in _spans(node.right, tokens):
+                gap = s2 - e1 - 1 if s2 > e1 else s1 - e2 - 1 if s1 > e2 else None
+                if gap is not None and gap <= node.distance:
+                    return True
+        return False
+    assert isinstance(node, Field)
+    if node.name == "author":
+        return doc.author.lower().lstrip("@") == node.value
+    if node.name == "lang":
+        return doc.lang == node.value or doc.lang.startswith(node.value + "-")
+    if node.name == "channel":
+        return doc.channel == node.value
+    host, _, path = node.value.partition("/")
+    rest = doc.url.split("://", 1)[-1]
+    doc_host, _, doc_path = rest.partition("/")
+    return (doc_host == host or doc_host.endswith("." + host)) and doc_path.startswith(path)
+
+
+def random_query(rng: random.Random, depth: int = 0) -> str:
+    roll = rng.random()
+    if depth > 2 or roll < 0.35:
+        return random_leaf(rng)
+    if roll < 0.45:
+        return f"{random_word_leaf(rng)} NEAR/{rng.randint(0, 3)} {random_word_leaf(rng)}"
+    if roll < 0.55:
+        return "-" + random_leaf(rng)
+    if roll < 0.6:
+        return f"NOT ({random_query(rng, depth + 1)})"
+    parts = [random_query(rng, depth + 1) for _ in range(rng.randint(2, 3))]
+    joiner = rng.choice([" AND ", " OR ", " "])
+    return "(" + joiner.join(parts) + ")"
+
+
+def random_word_leaf(rng: random.Random) -> str:
+    roll = rng.random()
+    if roll < 0.2:
+        return f'"{rng.choice(VOCAB)} {rng.choice(VOCAB)}"'
+    if roll < 0.35:
+        return rng.choice(["ref*", "refund*", "str*", "caf*", "mon*"]).replace("ref*", "refu*")
+    word = rng.choice(VOCAB)
+    return word.upper() if rng.random() < 0.1 else word
+
+
+def random_leaf(rng: random.Random) -> str:
+    if rng.random() < 0.2:
+        field = rng.choice(["author", "lang", "channel", "url"])
+        value = {
+            "author": rng.choice(["bob", "@alice"]),
+            "lang": rng.choice(["en", "de", "en-gb"]),
+            "channel": rng.choice(["mastodon", "reddit"]),
+            "url": rng.choice(["example.com", "example.com/help", "other.org"]),
+        }[field]
+        return f"{field}:{value}"
+    return random_word_leaf(rng)
+
+
+def random_doc(rng: random.Random) -> Document:
+    pieces = []
+    for _ in range(rng.randint(0, 12)):
+        word = rng.choice(VOCAB + ["x", "🔥"])
+        word = word.upper() if rng.random() < 0.1 else word
+        pieces.append(word + rng.choice([" ", " ", ", ", "! ", "-", "🔥", "…"]))
+    return Document(
+        "".join(pieces),
+        author=rng.choice(AUTHORS),
+        lang=rng.choice(LANGS),
+        channel=rng.choice(CHANNELS),
+        url=rng.choice(URLS),
+    )
+
+
+def test_queryset_agrees_with_single_queries_and_the_reference():
+    rng = random.Random(20240607)
+    queries: dict[int, str] = {}
+    while len(queries) < 300:
+        text = random_query(rng)
+        try:
+            parse(text)
+        except QuerySyntaxError:
+            continue
+        queries[len(queries)] = text
+    docs = [random_doc(rng) for _ in range(250)]
+    query_set = QuerySet(queries)
+    trees = {i: parse(text) for i, text in queries.items()}
+    matched_somewhere = 0
+    for doc in docs:
+        expected = reference(trees, doc)
+        assert query_set.match(doc) == expected, doc
+        assert [i for i, text in queries.items() if matches(text, doc)] == expected
+        matched_somewhere += bool(expected)
+    assert matched_somewhere > 150  # the corpus exercises matching, not only non-matching
+
+    # Edits keep the set equal to a freshly built one.
+    for _ in range(100):
+        query_id = rng.randrange(350)
+        if rng.random() < 0.3:
+            query_set.remove(query_id)
+            queries.pop(query_id, None)
+        else:
+            text = random_query(rng)
+            try:
+                query_set.replace(query_id, text)
+            except QuerySyntaxError:
+                continue
+            queries[query_id] = text
+    fresh = QuerySet(queries)
+    trees = {i: parse(text) for i, text in queries.items()}
+    for doc in docs:
+        assert query_set.match(doc) == fresh.match(doc)
+        assert query_set.match(doc) == reference(trees, doc)

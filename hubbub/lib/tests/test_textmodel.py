@@ -1,0 +1,149 @@
+"""The trainable text model on made-up posts: it learns, predicts with confidences, round-trips bytes."""
+
+import io
+import random
+
+import numpy as np
+import pytest
+
+from hubbub.lib.classify import classify
+from hubbub.lib.metrics import evaluate
+from hubbub.lib.textmodel import Prediction, TextModel, TextModelError
+
+BRANDS = ["@acmeair", "@zephyrbank", "@northtel", "@shopfast", "@cloudly"]
+THINGS = ["order", "parcel", "router", "flight", "card", "app", "bill", "laptop", "booking", "account"]
+PROBLEMS = [
+    "my {t} arrived broken and nobody answers",
+    "you charged me twice for my {t}, fix it",
+    "still waiting for my {t} after three weeks",
+    "the {t} stopped working again, this is the worst",
+    "{t} cancelled with no refund, unacceptable",
+    "been on hold for an hour about my {t}",
+]
+OTHERS = [
+    "how do I change the address on my {t}?",
+    "thanks for the quick help with my {t}!",
+    "is the new {t} available in blue?",
+    "loving the new {t}, great job team",
+    "what time does support open for {t} questions",
+    "can I add a second person to my {t}",
+]
+
+
+def made_up_posts(n: int, seed: int) -> tuple[list[str], list[str]]:
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for i in range(n):
+        complaint = i % 2 == 0
+        template = rng.choice(PROBLEMS if complaint else OTHERS)
+        texts.append(f"{rng.choice(BRANDS)} {template.format(t=rng.choice(THINGS))}")
+        labels.append("1" if complaint else "0")
+    return texts, labels
+
+
+@pytest.fixture(scope="module")
+def trained() -> TextModel:
+    texts, labels = made_up_posts(200, seed=1)
+    return TextModel().fit(texts, labels)
+
+
+def test_learns_a_small_task_and_generalises_to_new_posts(trained):
+    texts, labels = made_up_posts(60, seed=2)
+    predicted = [p.label for p in trained.predict(texts)]
+    assert evaluate(labels, predicted, ["0", "1"]).macro_f1 >= 0.9
+
+
+def test_predictions_carry_labels_and_confidences(trained):
+    predictions = trained.predict(["@shopfast my parcel arrived broken, refund now", "thanks, love the app!"])
+    assert [p.label for p in predictions] == ["1", "0"]
+    assert all(isinstance(p, Prediction) and 0.5 <= p.confidence <= 1.0 for p in predictions)
+    proba = trained.predict_proba(["anything at all", ""])
+    assert proba.shape == (2, 2) and np.allclose(proba.sum(axis=1), 1.0)
+    assert trained.labels == ("0", "1")
+    assert trained.predict([]) == []
+
+
+def test_precomputed_classifications_give_the_same_answer(trained):
+    texts, _ = made_up_posts(10, seed=3)
+    assert trained.predict(texts) == trained.predict(texts, [classify(t) for t in texts])
+
+
+def test_round_trips_through_bytes_without_pickle(trained):
+    data = trained.to_bytes()
+    texts, _ = made_up_posts(30, seed=4)
+    loaded = TextModel.from_bytes(data)
+    assert loaded.labels == trained.labels
+    assert np.allclose(loaded.predict_proba(texts), trained.predict_proba(texts), atol=1e-5)
+    # The bytes are plain arrays: numpy reads every one of them with pickling refused.
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        for name in npz.files:
+            assert npz[name].dtype != object
+
+
+def test_three_labels_round_trip():
+    rng = random.Random(5)
+    words = {"negative": "awful broken late", "neutral": "address opening hours", "positive": "love great thanks"}
+    texts, labels = [], []
+    for i in range(90):
+        label = list(words)[i % 3]
+        texts.append(f"{rng.choice(BRANDS)} {' '.join(rng.sample(words[label].split(), 2))} {rng.choice(THINGS)}")
+        labels.append(label)
+    model = TextModel().fit(texts, labels)
+    loaded = TextModel.from_bytes(model.to_bytes())
+    assert loaded.labels == ("negative", "neutral", "positive")
+    assert [p.label for p in loaded.predict(["love it, thanks", "broken and late again"])] == ["positive", "negative"]
+    assert np.allclose(loaded.predict_proba(texts[:5]), model.predict_proba(texts[:5]), atol=1e-5)
+
+
+def test_hostile_input_is_cut_and_classified():
+    model = TextModel().fit(*made_up_posts(40, seed=6))
+    predictions = model.predict(["😡" * 100_000, "<div>" * 20_000, "\x00\ud800 odd"])
+    assert len(predictions) == 3
+
+
+def test_refuses_what_it_cannot_learn_or_read():
+    with pytest.raises(TextModelError, match="two different labels"):
+        TextModel().fit(["a", "b"], ["1", "1"])
+    with pytest.raises(TextModelError):
+        TextModel().fit(["a"], ["1", "0"])
+    with pytest.raises(TextModelError, match="not trained"):
+        TextModel().predict(["a"])
+    for garbage in (b"", b"not a model", b"PK\x03\x04broken"):
+        with pytest.raises(TextModelError):
+            TextModel.from_bytes(garbage)
+    buffer = io.BytesIO()
+    np.savez(buffer, header=np.frombuffer(b'{"format": "other"}', dtype=np.uint8))
+    with pytest.raises(TextModelError, match="not a"):
+        TextModel.from_bytes(buffer.getvalue())
+
+
+def test_character_hashes_are_fixed_so_stored_models_stay_valid():
+    from hubbub.lib import textmodel
+
+    def reference(gram: str) -> int:
+        # the same hash in plain Python integers, as a stored model expects it
+        mask = (1 << 64) - 1
+        h = 0
+        for ch in gram:
+            h = (h * 1_000_003 + ord(ch)) & mask
+        x = h ^ (len(gram) << 56)
+        for k in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53):
+            x ^= x >> 33
+            x = (x * k) & mask
+        x ^= x >> 33
+        return x >> (64 - textmodel._CHAR_BITS)
+
+    def expected(text: str) -> dict[int, float]:
+        columns: dict[int, float] = {}
+        for n in textmodel._CHAR_SIZES:
+            for i in range(len(text) - n + 1):
+                column = reference(text[i : i + n])
+                columns[column] = columns.get(column, 0) + 1
+        return columns
+
+    texts = ["abab", "", "é😡", "a b"]
+    counts = textmodel._char_counts(texts)
+    assert counts.shape[0] == 4
+    for row, text in enumerate(texts):
+        # no n-gram crosses from one text into the next
+        assert dict(zip(counts[row].indices.tolist(), counts[row].data.tolist(), strict=True)) == expected(text)

@@ -1,0 +1,291 @@
+"""A trainable text classifier for an organisation's own labelled posts.
+
+Features: hashed word 1–2-grams and character 1–4-grams, each TF-IDF weighted (sublinear counts,
+L2-normalised), plus a few numbers from the offline classify() (lexicon sentiment score, intent
+cues); a logistic regression on top gives calibrated-enough probabilities for a confidence.
+
+Hashing instead of a vocabulary keeps the model small and its serialisation simple: a model is a
+compressed .npz of plain arrays (document frequencies and coefficients of the features seen in
+training) plus a JSON header, read back with allow_pickle=False, so loading a model can never run
+code, whoever wrote the bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import HashingVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import normalize
+
+from hubbub.lib.classify import INTENTS, MAX_TEXT, Classification, classify
+
+__all__ = ["FORMAT", "Prediction", "TextModel", "TextModelError"]
+
+FORMAT = "hubbub-textmodel-1"
+_WORD_BITS = 18
+_CHAR_BITS = 18
+_N_WORD = 1 << _WORD_BITS
+_N_CHAR = 1 << _CHAR_BITS
+_N_HASHED = _N_WORD + _N_CHAR
+# classify() features: sentiment score, its sign, confidence-weighted intent one-hot, a question mark
+_N_EXTRA = 3 + len(INTENTS) + 1
+_EXTRA_WEIGHT = 0.5  # the hashed blocks have unit norm each; this keeps the extras in proportion
+
+_URL = re.compile(r"https?://\S+|www\.\S+")
+_MENTION = re.compile(r"@\w+")
+_NUMBER = re.compile(r"\d+")
+
+_WORD = HashingVectorizer(
+    n_features=_N_WORD,
+    analyzer="word",
+    ngram_range=(1, 2),
+    token_pattern=r"(?u)[#]?\b\w+\b|[!?]",  # noqa: S106 - a regex, not a password
+    alternate_sign=False,
+    norm=None,
+    dtype=np.float64,
+)
+_CHAR_SIZES = (1, 2, 3, 4)
+_SEPARATOR = "\x00"
+
+
+class TextModelError(ValueError):
+    """Training data or serialised bytes that cannot make a model."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    confidence: float  # probability of the label, 0..1
+
+
+def _prepare(text: str) -> str:
+    # Handles, links and numbers differ in every post; their presence is what carries meaning.
+    text = text[:MAX_TEXT].lower()
+    if not text.isascii():
+        # A lone surrogate (JSON can carry one) cannot be hashed: it becomes "?".
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    text = _URL.sub(" httpurl ", text)
+    text = _MENTION.sub(" @user ", text)
+    text = _NUMBER.sub("0", text)
+    return " ".join(text.replace(_SEPARATOR, " ").split())
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    # MurmurHash3's 64-bit finaliser: spreads similar n-grams over the whole hashed space.
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xC4CEB9FE1A85EC53)
+    x ^= x >> np.uint64(33)
+    return x
+
+
+def _char_counts(prepared: Sequence[str]) -> sparse.csr_matrix:
+    """Hashed counts of the character n-grams of each text, computed for the whole batch at once.
+
+    scikit-learn builds character n-grams one Python string at a time, which took two thirds of
+    the prediction time; here all texts become one array of code points and every n-gram's hash
+    is a few vectorised operations. uint64 arithmetic wraps, so the hashes are the same everywhere.
+    """
+    joined = _SEPARATOR.join(prepared) + _SEPARATOR
+    codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    is_separator = codes == 0
+    doc = np.cumsum(is_separator) - is_separator  # the text each position belongs to
+    separators_before = np.concatenate(([0], np.cumsum(is_separator)))
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    h = np.zeros(len(codes), dtype=np.uint64)
+    for n in range(1, _CHAR_SIZES[-1] + 1):
+        starts = len(codes) - n + 1
+        # h[i] is the hash of codes[i:i+n]: extend the (n-1)-gram by one character
+        h = h[:starts] * np.uint64(1_000_003) + codes[n - 1 : n - 1 + starts]
+        if n < _CHAR_SIZES[0]:
+            continue
+        inside = separators_before[n : n + starts] == separators_before[:starts]  # no separator in the window
+        index = _mix(h[inside] ^ np.uint64(n << 56)) >> np.uint64(64 - _CHAR_BITS)
+        rows.append(doc[:starts][inside])
+        cols.append(index)
+    row = np.concatenate(rows)
+    col = np.concatenate(cols).astype(np.int64)
+    counts = sparse.csr_matrix((np.ones(len(row)), (row, col)), shape=(len(prepared), _N_CHAR))
+    counts.sum_duplicates()
+    return counts
+
+
+def _extras(texts: Sequence[str], classifications: Sequence[Classification] | None) -> np.ndarray:
+    extra = np.zeros((len(texts), _N_EXTRA))
+    for row, text in enumerate(texts):
+        c = classifications[row] if classifications is not None else classify(text)
+        extra[row, 0] = c.sentiment_score
+        extra[row, 1] = c.sentiment_score < 0
+        extra[row, 2] = c.sentiment_score > 0
+        extra[row, 3 + INTENTS.index(c.intent)] = 0.5 + c.intent_confidence
+        extra[row, 3 + len(INTENTS)] = "?" in text[:MAX_TEXT]
+    return extra * _EXTRA_WEIGHT
+
+
+def _counts(texts: Sequence[str]) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    prepared = [_prepare(t) for t in texts]
+    return _WORD.transform(prepared), _char_counts(prepared)
+
+
+def _idf(counts: sparse.csr_matrix, n_docs: int) -> np.ndarray:
+    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    # smooth idf as in scikit-learn; features never seen get the highest weight
+    return (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(np.float32)
+
+
+def _weigh(counts: sparse.csr_matrix, idf: np.ndarray) -> sparse.csr_matrix:
+    counts.data = np.log1p(counts.data) * idf[counts.indices]
+    return normalize(counts, copy=False)
+
+
+class TextModel:
+    """Logistic regression over hashed TF-IDF n-grams and classify() features. Fit, predict, to/from bytes."""
+
+    def __init__(self, C: float = 16.0, balanced: bool = True) -> None:
+        self.C = C
+        self.balanced = balanced
+        self.labels: tuple[str, ...] = ()
+        self._idf_word = np.empty(0, dtype=np.float32)
+        self._idf_char = np.empty(0, dtype=np.float32)
+        self._coef: sparse.csr_matrix | None = None  # (features, classes or 1)
+        self._intercept = np.empty(0)
+
+    # --- training -------------------------------------------------------------------------
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> TextModel:
+        if len(texts) != len(labels):
+            raise TextModelError(f"{len(texts)} texts but {len(labels)} labels")
+        classes = sorted(set(labels))
+        if len(classes) < 2:
+            raise TextModelError("training needs at least two different labels")
+        word, char = _counts(texts)
+        self._idf_word = _idf(word, len(texts))
+        self._idf_char = _idf(char, len(texts))
+        x = self._matrix(word, char, texts, None)
+        clf = LogisticRegression(
+            C=self.C, class_weight="balanced" if self.balanced else None, max_iter=2000, random_state=0
+        )
+        # Only the columns some training post has can get a weight: fitting on those alone is
+        # much faster than on the whole hashed space, and the model stores them alone.
+        used = np.unique(x.indices)
+        clf.fit(x[:, used], list(labels))
+        self.labels = tuple(str(c) for c in clf.classes_)
+        coef = sparse.coo_matrix(clf.coef_.T)
+        self._coef = sparse.csr_matrix((coef.data, (used[coef.row], coef.col)), shape=(x.shape[1], coef.shape[1]))
+        self._intercept = clf.intercept_.astype(np.float64)
+        return self
+
+    # --- prediction -----------------------------------------------------------------------
+
+    def _matrix(
+        self,
+        word: sparse.csr_matrix,
+        char: sparse.csr_matrix,
+        texts: Sequence[str],
+        classifications: Sequence[Classification] | None,
+    ) -> sparse.csr_matrix:
+        blocks = [_weigh(word, self._idf_word), _weigh(char, self._idf_char)]
+        blocks.append(sparse.csr_matrix(_extras(texts, classifications)))
+        return sparse.hstack(blocks, format="csr")
+
+    def predict_proba(
+        self, texts: Sequence[str], classifications: Sequence[Classification] | None = None
+    ) -> np.ndarray:
+        """Probabilities, one row per text, columns in `self.labels` order.
+
+        Pass classify() of each text when the caller already has it, to save computing it again.
+        """
+        if self._coef is None:
+            raise TextModelError("the model is not trained")
+        if not texts:
+            return np.zeros((0, len(self.labels)))
+        word, char = _counts(texts)
+        x = self._matrix(word, char, texts, classifications)
+        scores = np.asarray((x @ self._coef).todense()) + self._intercept
+        if len(self.labels) == 2:
+            positive = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+            return np.column_stack([1.0 - positive, positive])
+        scores -= scores.max(axis=1, keepdims=True)
+        exp = np.exp(scores)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def predict(
+        self, texts: Sequence[str], classifications: Sequence[Classification] | None = None
+    ) -> list[Prediction]:
+        proba = self.predict_proba(texts, classifications)
+        best = proba.argmax(axis=1)
+        return [Prediction(self.labels[i], round(float(proba[row, i]), 4)) for row, i in enumerate(best)]
+
+    # --- serialisation --------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        if self._coef is None:
+            raise TextModelError("the model is not trained")
+        coef = self._coef.tocoo()
+        seen_word = np.flatnonzero(self._idf_word < self._idf_word.max())
+        seen_char = np.flatnonzero(self._idf_char < self._idf_char.max())
+        header = {
+            "format": FORMAT,
+            "labels": list(self.labels),
+            "C": self.C,
+            "balanced": self.balanced,
+            "word_bits": _WORD_BITS,
+            "char_bits": _CHAR_BITS,
+            "n_extra": _N_EXTRA,
+            "char_sizes": list(_CHAR_SIZES),
+            "unseen_idf": [float(self._idf_word.max()), float(self._idf_char.max())],
+        }
+        buffer = io.BytesIO()
+        np.savez_compressed(
+            buffer,
+            header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+            word_idx=seen_word.astype(np.int32),
+            word_idf=self._idf_word[seen_word],
+            char_idx=seen_char.astype(np.int32),
+            char_idf=self._idf_char[seen_char],
+            coef_row=coef.row.astype(np.int32),
+            coef_col=coef.col.astype(np.int16),
+            coef_val=coef.data.astype(np.float32),
+            intercept=self._intercept,
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TextModel:
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                header = json.loads(npz["header"].tobytes().decode())
+                if header.get("format") != FORMAT:
+                    raise TextModelError(f"not a {FORMAT} model")
+                features = (header["word_bits"], header["char_bits"], header["n_extra"], tuple(header["char_sizes"]))
+                if features != (_WORD_BITS, _CHAR_BITS, _N_EXTRA, _CHAR_SIZES):
+                    raise TextModelError("the model was made with other features; train it again")
+                model = cls(C=float(header["C"]), balanced=bool(header["balanced"]))
+                model.labels = tuple(str(label) for label in header["labels"])
+                model._idf_word = np.full(_N_WORD, header["unseen_idf"][0], dtype=np.float32)
+                model._idf_word[npz["word_idx"]] = npz["word_idf"]
+                model._idf_char = np.full(_N_CHAR, header["unseen_idf"][1], dtype=np.float32)
+                model._idf_char[npz["char_idx"]] = npz["char_idf"]
+                n_cols = 1 if len(model.labels) == 2 else len(model.labels)
+                model._coef = sparse.csr_matrix(
+                    (npz["coef_val"].astype(np.float64), (npz["coef_row"], npz["coef_col"].astype(np.int32))),
+                    shape=(_N_HASHED + _N_EXTRA, n_cols),
+                )
+                model._intercept = npz["intercept"].astype(np.float64)
+        except TextModelError:
+            raise
+        except (ValueError, KeyError, OSError, EOFError, TypeError, IndexError, zipfile.BadZipFile) as exc:
+            raise TextModelError(f"unreadable model: {exc}") from exc
+        if len(model._intercept) != model._coef.shape[1] or len(model.labels) < 2:
+            raise TextModelError("unreadable model: inconsistent shapes")
+        return model

@@ -1,0 +1,78 @@
+"""The background loop: poll accounts, process events, publish replies.
+
+Each step claims its own rows, so several workers can run against PostgreSQL, and a worker
+killed at any moment leaves every row in a state the next one picks up.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from dataclasses import dataclass
+
+from django.db import close_old_connections
+
+from hubbub.connectors.actions import do_poll_due_accounts
+from hubbub.inbox.pipeline import process_pending
+from hubbub.publishing.actions import publish_due
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Tally:
+    polled: int = 0
+    processed: int = 0
+    published: int = 0
+
+
+class Worker:
+    def __init__(self, poll: bool = True, idle_sleep: float = 1.0, batch_size: int = 2000):
+        self.poll = poll
+        self.idle_sleep = idle_sleep
+        self.batch_size = batch_size
+        self.stopping = False
+        self.tally = Tally()
+
+    def stop(self, *_args) -> None:
+        # Finish the step in hand (its transaction commits or rolls back whole), then leave.
+        self.stopping = True
+
+    def step(self) -> int:
+        """One round of every loop. Returns how much work it found."""
+        work = 0
+        if self.poll:
+            polled = do_poll_due_accounts()
+            self.tally.polled += polled
+            work += polled
+        processed = process_pending(self.batch_size)
+        self.tally.processed += processed
+        published = publish_due()
+        self.tally.published += published
+        return work + processed + published
+
+    def drain(self, on_progress=None) -> Tally:
+        """Process everything pending, then return."""
+        while not self.stopping and self.step():
+            if on_progress:
+                on_progress(self.tally)
+        return self.tally
+
+    def run_forever(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        log.info("worker started")
+        while not self.stopping:
+            # A long-running loop must notice a database restart, as a web request would.
+            close_old_connections()
+            try:
+                busy = self.step()
+            except Exception:
+                # The database went away or a bug escaped an action: wait and carry on.
+                log.exception("worker step failed")
+                busy = 0
+                time.sleep(5)
+            if not busy:
+                time.sleep(self.idle_sleep)
+        log.info("worker stopped: %s", self.tally)
