@@ -21,6 +21,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hubbub.lib.classify import classify  # noqa: E402
 from hubbub.lib.severity import severity  # noqa: E402
 from hubbub.lib.textmodel import TextModel  # noqa: E402
+from hubbub.understanding.combine import combine  # noqa: E402
+
+
+def understand_default(texts: list[str]) -> list:
+    """What the pipeline does per post when the organisation has no trained model."""
+    out = []
+    for text in texts:
+        c = classify(text)
+        out.append(combine(c, severity(text, c)).as_json())
+    return out
+
 
 MADE_UP = [
     "@acmeair my flight AC123 has been delayed 4 hours and nobody at the gate knows anything. Never again",
@@ -91,6 +102,7 @@ def main() -> None:
 
     print(f"classify():             {rate(lambda b: [classify(t) for t in b], posts, args.seconds):9,.0f} posts/s")
     print(f"severity():             {rate(lambda b: [severity(t) for t in b], posts, args.seconds):9,.0f} posts/s")
+    print(f"understand (default):   {rate(understand_default, posts, args.seconds):9,.0f} posts/s (with severity)")
     print(f"TextModel.predict():    {rate(model.predict, posts, args.seconds):9,.0f} posts/s (batches of {BATCH})")
     known = {t: classify(t) for t in posts}
     print(

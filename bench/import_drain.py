@@ -34,6 +34,7 @@ def main() -> None:
     from django.db import connection
 
     from hubbub.accounts.actions import do_create_organization
+    from hubbub.connectors import noise
     from hubbub.connectors.actions import do_import_file
     from hubbub.connectors.models import InboundEvent
     from hubbub.inbox.models import Case, Message
@@ -43,6 +44,8 @@ def main() -> None:
     results = []
     for run in range(args.repeat):
         connection.close()
+        # Every run starts a new database whose ids repeat: per-process memory must start empty too.
+        noise._memories.clear()
         connection.settings_dict["NAME"] = str(Path(os.environ["HUBBUB_VAR_DIR"]) / f"run{run}.sqlite3")
         call_command("migrate", verbosity=0)
         org = do_create_organization("Bench", "bench")

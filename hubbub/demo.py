@@ -83,6 +83,11 @@ BRANDS = [
                 "@northwindair the agent at the Gatwick desk was incredibly rude to my elderly mum. Your staff need "
                 "training.",
             ],
+            "feature_request": [
+                "@northwindair please add a way to pick seats in the app, it would be great for families",
+            ],
+            # Too vague to route on its own: these wait in the triage queue for a person.
+            "unsure": ["@northwindair hmm. ok then", "@northwindair so... what now"],
         },
     ),
     Brand(
@@ -118,6 +123,11 @@ BRANDS = [
             "hr": [
                 "@voltmobile are you hiring in the Bristol store? Where do I send a job application?",
             ],
+            "press": [
+                "@voltmobile hi, I'm a reporter at the Leeds Post writing a story about the outage. Request for "
+                "comment?",
+            ],
+            "unsure": ["@voltmobile well that was something"],
         },
     ),
     Brand(
@@ -143,6 +153,8 @@ BRANDS = [
             "legal_threat": [
                 "@brightbank this is fraud. I'm reporting you to the financial ombudsman and speaking to a solicitor.",
             ],
+            "feature_request": ["@brightbank would love to see a dark mode in the app!"],
+            "unsure": ["@brightbank right."],
             "private_data": [
                 "@brightbank my account number is 12345678 sort code 20-00-00 and email jo.bloggs@example.com, "
                 "why was my payment declined?",

@@ -39,7 +39,9 @@ INSTALLED_APPS = [
     "hubbub.playbook.apps.Config",
     "hubbub.publishing.apps.Config",
     "hubbub.governance.apps.Config",
+    "hubbub.listening.apps.Config",
     "hubbub.understanding",
+    "hubbub.routing.apps.Config",
 ]
 
 MIDDLEWARE = [
@@ -146,6 +148,10 @@ HUBBUB_META_VERIFY_TOKEN = os.environ.get("HUBBUB_META_VERIFY_TOKEN", "")
 HUBBUB_MAX_RESPONSE_BYTES = int(os.environ.get("HUBBUB_MAX_RESPONSE_BYTES", str(5 * 1024 * 1024)))
 # A customer's new post joins their open case on the same account if it came within this many hours.
 HUBBUB_THREAD_WINDOW_HOURS = float(os.environ.get("HUBBUB_THREAD_WINDOW_HOURS", "72"))
+# A new case whose routing confidence is below this goes to the triage queue of this department, so a
+# person confirms its labels before the playbook routes it.
+HUBBUB_TRIAGE_CONFIDENCE = float(os.environ.get("HUBBUB_TRIAGE_CONFIDENCE", "0.25"))
+HUBBUB_TRIAGE_DEPARTMENT = os.environ.get("HUBBUB_TRIAGE_DEPARTMENT", "customer-service")
 
 LOGGING = {
     "version": 1,

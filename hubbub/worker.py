@@ -1,4 +1,4 @@
-"""The background loop: poll accounts, process events, publish replies.
+"""The background loop: poll accounts, process events, publish replies (and, beside it, the streams).
 
 Each step claims its own rows, so several workers can run against PostgreSQL, and a worker
 killed at any moment leaves every row in a state the next one picks up.
@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import signal
-import time
+import threading
 from dataclasses import dataclass
 
 from django.db import close_old_connections
 
 from hubbub.connectors.actions import do_poll_due_accounts
+from hubbub.connectors.streams import StreamSupervisor
 from hubbub.inbox.pipeline import process_pending
 from hubbub.publishing.actions import publish_due
 
@@ -28,16 +29,21 @@ class Tally:
 
 
 class Worker:
-    def __init__(self, poll: bool = True, idle_sleep: float = 1.0, batch_size: int = 2000):
+    def __init__(self, poll: bool = True, idle_sleep: float = 1.0, batch_size: int = 2000, streams: bool = False):
         self.poll = poll
         self.idle_sleep = idle_sleep
         self.batch_size = batch_size
+        # Long-running stream consumers (X filtered stream, Jetstream) in threads beside the loop;
+        # only run_forever starts them, as drain must end.
+        self.streams = streams
         self.stopping = False
+        self._stopped = threading.Event()
         self.tally = Tally()
 
     def stop(self, *_args) -> None:
         # Finish the step in hand (its transaction commits or rolls back whole), then leave.
         self.stopping = True
+        self._stopped.set()
 
     def step(self) -> int:
         """One round of every loop. Returns how much work it found."""
@@ -62,7 +68,21 @@ class Worker:
     def run_forever(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
-        log.info("worker started")
+        supervisor = None
+        if self.streams:
+            supervisor = StreamSupervisor(self._stopped)
+            supervisor.start()
+        log.info("worker started%s", " with streams" if supervisor else "")
+        try:
+            self._loop()
+        finally:
+            if supervisor is not None:
+                # Each consumer saves its cursor on the way out.
+                supervisor.stop()
+                supervisor.join(timeout=60)
+        log.info("worker stopped: %s", self.tally)
+
+    def _loop(self) -> None:
         while not self.stopping:
             # A long-running loop must notice a database restart, as a web request would.
             close_old_connections()
@@ -72,7 +92,6 @@ class Worker:
                 # The database went away or a bug escaped an action: wait and carry on.
                 log.exception("worker step failed")
                 busy = 0
-                time.sleep(5)
+                self._stopped.wait(5)
             if not busy:
-                time.sleep(self.idle_sleep)
-        log.info("worker stopped: %s", self.tally)
+                self._stopped.wait(self.idle_sleep)

@@ -16,6 +16,17 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ["user", "organization", "role"]
-    list_filter = ["organization", "role"]
+    list_display = ["user", "organization", "role", "availability", "capacity"]
+    list_filter = ["organization", "role", "availability"]
     filter_horizontal = ["departments"]
+    fields = [
+        "user",
+        "organization",
+        "role",
+        "departments",
+        "availability",
+        "capacity",
+        "languages",
+        "channels",
+        "topics",
+    ]

@@ -89,6 +89,13 @@ class Post:
     language: str = ""
     # Text was HTML that has been reduced to plain text (the inbox still escapes it).
     html: str = ""
+    # Facts the noise rules (hubbub.lib.noise) judge by. A repost (boost, retweet) carries no text
+    # of its own and is folded into the original; a quote has text and is a post in its own right.
+    is_repost: bool = False
+    repost_of_external_id: str | None = None
+    quote_of_external_id: str | None = None
+    # Only when the network itself says so (Mastodon's account.bot); handle and rate rules come later.
+    author_is_bot: bool = False
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,8 @@ class EventState(models.TextChoices):
     PENDING = "pending", "Pending"
     DONE = "done", "Done"
     FAILED = "failed", "Failed"
+    # Judged spam or noise by a rule (hubbub.lib.noise): kept, with its reason, for a supervisor to restore.
+    FILTERED = "filtered", "Filtered"
 
 
 class InboundEvent(models.Model):
@@ -91,13 +93,34 @@ class InboundEvent(models.Model):
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # Set when a noise rule filtered the event; kept after a restore, as its history.
+    noise_rule = models.CharField(max_length=20, blank=True)
+    noise_reason = models.CharField(max_length=500, blank=True)
+    # External id of the post a repost or duplicate was folded onto, when known.
+    folded_onto = models.CharField(max_length=255, blank=True)
+    # Reposts and duplicates folded onto this post: engagement the case can show.
+    engagement = models.PositiveIntegerField(default=0)
+    # A supervisor restored it: the noise rules never filter it again.
+    noise_exempt = models.BooleanField(default=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "external_id"], name="event_unique_per_account")]
-        indexes = [models.Index(fields=["state", "id"], name="event_state_id")]
+        indexes = [
+            models.Index(fields=["state", "id"], name="event_state_id"),
+            # The Filtered page lists and counts one rule's events.
+            models.Index(fields=["state", "noise_rule", "id"], name="event_state_rule_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.account_id}:{self.external_id} ({self.state})"
+
+    def restore(self) -> None:
+        """Send a filtered event back through the pipeline, past the noise rules."""
+        if self.state != EventState.FILTERED:
+            raise ValueError("only filtered events can be restored")
+        self.state = EventState.PENDING
+        self.noise_exempt = True
+        self.processed_at = None
 
 
 class WebhookDelivery(models.Model):

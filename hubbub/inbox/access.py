@@ -7,6 +7,7 @@ existence does not leak.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
@@ -86,9 +87,18 @@ def access_transfer_target(membership: Membership, department_id) -> Department:
 
 
 def visible_cases(membership: Membership) -> QuerySet[Case]:
-    return Case.objects.filter(
-        organization_id=membership.organization_id, department_id__in=membership.visible_department_ids()
-    )
+    """Cases of the departments the member works; supervisors also see every case waiting in triage."""
+    scope = Q(department_id__in=membership.visible_department_ids())
+    if can_supervise(membership):
+        scope |= Q(needs_triage=True)
+    return Case.objects.filter(scope, organization_id=membership.organization_id)
+
+
+def sees_triage(membership: Membership) -> bool:
+    """Supervisors, and members of the department that owns triage, work the triage queue."""
+    if can_supervise(membership) or membership.sees_all_departments:
+        return True
+    return membership.departments.filter(slug=settings.HUBBUB_TRIAGE_DEPARTMENT).exists()
 
 
 def access_case(membership: Membership, case_id) -> Case:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterable
+
 from django.db import transaction
 from django.utils import timezone
 
 from hubbub.accounts.models import Department, Membership
 from hubbub.connectors.models import EventState, InboundEvent
 from hubbub.governance.actions import do_audit
-from hubbub.inbox.models import Case, CaseStatus, Note
+from hubbub.inbox.models import Case, CaseStatus, Direction, Message, Note
+from hubbub.inbox.pipeline import route
+from hubbub.lib.classify import LABELS
+from hubbub.lib.playbook import PostFacts
+from hubbub.playbook.actions import active_playbook
+from hubbub.understanding.combine import SENTIMENTS, main_intent
+from hubbub.understanding.models import LabelCorrection, Task
 
 
 class CaseActionError(ValueError):
@@ -79,3 +88,97 @@ def do_retry_event(event: InboundEvent, user) -> None:
     event.state = EventState.PENDING
     event.save(update_fields=["state"])
     do_audit(event.account.organization, user, "event.retried", event, error=event.error[:500])
+
+
+@transaction.atomic
+def do_correct_labels(case: Case, user, labels: Iterable[str], sentiment: str, severity: int | str) -> list[str]:
+    """An agent confirms or corrects what the case is about.
+
+    The opening post becomes a training example for each task (complaint, sentiment, severity);
+    the case takes the agent's labels with full confidence; and a case waiting in triage is routed
+    by the playbook on them. Returns what changed, for the agent's message.
+    """
+    chosen = sorted(set(labels))
+    unknown = [label for label in chosen if label not in LABELS]
+    if unknown:
+        raise CaseActionError(f"unknown label {unknown[0][:40]!r}")
+    if sentiment not in SENTIMENTS:
+        raise CaseActionError("choose a sentiment: negative, neutral or positive")
+    try:
+        level = int(severity)
+    except (TypeError, ValueError):
+        raise CaseActionError("severity is a number from 0 to 4") from None
+    if not 0 <= level <= 4:
+        raise CaseActionError("severity is a number from 0 to 4")
+
+    case = Case.objects.select_for_update().select_related("organization", "account", "department").get(pk=case.pk)
+    before = {"labels": sorted(case.labels), "sentiment": case.sentiment, "severity": case.severity}
+    opening = Message.objects.filter(case=case, direction=Direction.INBOUND).order_by("created_at", "id").first()
+    text = opening.text if opening else case.subject
+    intent = main_intent(chosen)
+    is_complaint = "1" if intent in ("complaint", "legal_threat") else "0"
+    LabelCorrection.objects.bulk_create(
+        LabelCorrection(
+            organization_id=case.organization_id, task=task, text=text, label=label, message=opening, corrected_by=user
+        )
+        for task, label in ((Task.COMPLAINT, is_complaint), (Task.SENTIMENT, sentiment), (Task.SEVERITY, str(level)))
+    )
+
+    case.labels = dict.fromkeys(chosen, 1.0)
+    case.intent, case.intent_confidence = intent, 1.0
+    if sentiment != case.sentiment:
+        # keep the intensity the classifier measured, with the sign the agent gave it
+        sign = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}[sentiment]
+        case.sentiment_score = sign * max(abs(case.sentiment_score), 0.5)
+    case.sentiment, case.sentiment_confidence = sentiment, 1.0
+    case.severity, case.severity_confidence = level, 1.0
+    fields = ["labels", "intent", "intent_confidence", "sentiment", "sentiment_score", "sentiment_confidence"]
+    fields += ["severity", "severity_confidence"]
+    changes = []
+    if case.needs_triage:
+        fields += _route_from_triage(case, text)
+        changes.append(f"routed to {case.department.name}")
+    case.save(update_fields=fields)
+    after = {"labels": chosen, "sentiment": sentiment, "severity": level}
+    do_audit(case.organization, user, "case.labels_corrected", case, before=before, after=after)
+    return changes
+
+
+def _route_from_triage(case: Case, text: str) -> list[str]:
+    version, playbook = active_playbook(case.organization_id)
+    decision = route(
+        playbook,
+        PostFacts(
+            text=text,
+            intent=case.intent,
+            sentiment=case.sentiment,
+            channel=case.account.network,
+            followers=case.reach,
+            private_data=bool(case.private_data),
+            language=case.language,
+            severity=case.severity,
+            labels=frozenset(case.labels),
+            listening=frozenset(case.listening),
+        ),
+    )
+    department = (
+        Department.objects.filter(organization_id=case.organization_id, slug=decision.department).first()
+        or case.department
+    )
+    if department.pk != case.department_id:
+        case.assignee = None
+    case.department = department
+    case.priority = decision.priority
+    case.first_response_due_at = case.opened_at + dt.timedelta(minutes=decision.first_response_minutes)
+    case.playbook_rule = decision.rule[:200]
+    case.playbook_version = version
+    case.needs_triage = False
+    return [
+        "department",
+        "assignee",
+        "priority",
+        "first_response_due_at",
+        "playbook_rule",
+        "playbook_version",
+        "needs_triage",
+    ]

@@ -77,12 +77,23 @@ class Case(models.Model):
     priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
     # The opening post, cut short, so queue pages never load messages.
     subject = models.CharField(max_length=280, blank=True)
+    # The opening post's understanding (see hubbub.understanding.combine), or what an agent set.
     intent = models.CharField(max_length=30, blank=True)
     intent_confidence = models.FloatField(default=0)
+    # Every label that holds (multi-label taxonomy, hubbub.lib.classify.LABELS) -> confidence.
+    labels = models.JSONField(default=dict, blank=True)
     sentiment = models.CharField(max_length=10, blank=True)
     sentiment_score = models.FloatField(default=0)
+    sentiment_confidence = models.FloatField(default=0)
+    severity = models.PositiveSmallIntegerField(default=0)
+    severity_confidence = models.FloatField(default=0)
+    # Routed to the triage queue because the understanding was too unsure to route by; a person
+    # confirms or corrects the labels and the playbook then routes it.
+    needs_triage = models.BooleanField(default=False)
     language = models.CharField(max_length=8, blank=True)
     private_data = models.JSONField(default=list, blank=True)
+    # Names of the listening queries the opening post matched.
+    listening = models.JSONField(default=list, blank=True)
     reach = models.PositiveIntegerField(null=True, blank=True)
     playbook_rule = models.CharField(max_length=200, blank=True)
     playbook_version = models.PositiveIntegerField(null=True, blank=True)
@@ -102,6 +113,12 @@ class Case(models.Model):
                 name="case_queue",
             ),
             models.Index(fields=["customer", "account", "status"], name="case_customer_open"),
+            # The triage queue: few rows, read in queue order.
+            models.Index(
+                fields=["organization", "priority", "first_response_due_at", "id"],
+                condition=Q(needs_triage=True, status__in=WORKING_STATUSES),
+                name="case_triage",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -110,6 +127,10 @@ class Case(models.Model):
     @property
     def is_working(self) -> bool:
         return self.status in WORKING_STATUSES
+
+    def label_list(self) -> list[tuple[str, float]]:
+        """The labels, most confident first (for the case page)."""
+        return sorted(self.labels.items(), key=lambda item: -item[1]) if isinstance(self.labels, dict) else []
 
     def sla_breached(self, now=None) -> bool:
         due = self.first_response_due_at

@@ -22,6 +22,7 @@ from django.utils import timezone
 from hubbub.accounts.models import Department
 from hubbub.connectors.base import Connector, Post
 from hubbub.connectors.models import EventState, InboundEvent, SocialAccount
+from hubbub.connectors.noise import sift
 from hubbub.connectors.registry import connector_for
 from hubbub.db import db_value, insert_objects, insert_rows
 from hubbub.inbox.models import (
@@ -34,9 +35,11 @@ from hubbub.inbox.models import (
     Message,
     Visibility,
 )
-from hubbub.lib.classify import Classification, classify
-from hubbub.lib.playbook import PRIORITIES, CompiledPlaybook, Decision, PostFacts
+from hubbub.lib.playbook import DEFAULT_RULE, PRIORITIES, CompiledPlaybook, Decision, PostFacts
+from hubbub.listening.actions import Matcher, matcher_for
 from hubbub.playbook.actions import active_playbook
+from hubbub.understanding.actions import understand
+from hubbub.understanding.combine import Understanding
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,19 @@ MESSAGE_FIELDS = (
     "event",
 )
 FALLBACK = Decision(department="customer-service", priority=PRIORITIES["normal"], first_response_minutes=60, rule="")
+
+
+def triage_threshold() -> float:
+    return settings.HUBBUB_TRIAGE_CONFIDENCE
+
+
+def triage_department_slug() -> str:
+    return settings.HUBBUB_TRIAGE_DEPARTMENT
+
+
+def route(playbook: CompiledPlaybook | None, facts: PostFacts) -> Decision:
+    """Where the playbook sends a post (the fallback when the organization has none yet)."""
+    return FALLBACK if playbook is None else playbook.route(facts)
 
 
 def process_pending(batch_size: int = BATCH_SIZE) -> int:
@@ -111,11 +127,15 @@ def process_events(events: list[Event]) -> None:
     by_organization: dict[int, list[tuple[Event, Post]]] = defaultdict(list)
     for event, post in read:
         by_organization[accounts[event.account_id].organization_id].append((event, post))
+    kept: list[tuple[Event, Post]] = []
     for organization_id, items in by_organization.items():
+        items = sift(organization_id, items)  # spam and noise become FILTERED events, never cases
         _Threader(organization_id, accounts, now).run(items)
+        kept.extend(items)
 
-    if read:
-        InboundEvent.objects.filter(pk__in=[e.pk for e, _ in read]).update(
+    if kept:
+        # Only the kept events: the filtered ones already carry their FILTERED state and reason.
+        InboundEvent.objects.filter(pk__in=[e.pk for e, _ in kept]).update(
             state=EventState.DONE, processed_at=now, error="", attempts=F("attempts") + 1
         )
 
@@ -137,6 +157,8 @@ class _Threader:
 
     def run(self, items: list[tuple[Event, Post]]) -> None:
         self.version, self.playbook = active_playbook(self.organization_id)
+        # Fetched per batch: an edited listening query applies from the next batch on.
+        self.matcher: Matcher = matcher_for(self.organization_id)
         self.departments = dict(
             Department.objects.filter(organization_id=self.organization_id).values_list("slug", "id")
         )
@@ -147,14 +169,18 @@ class _Threader:
         self.new_messages: list[tuple] = []
         self.changed_cases: dict[int, Case] = {}
         self.changed_identities: dict[int, Identity] = {}
+        self.triage_below = triage_threshold()
+        # Understood in one call per batch: trained models predict whole batches much faster.
+        understood = iter(understand(self.organization_id, [post.text for _, post in items if not post.from_brand]))
         for event, post in items:
+            understanding = None if post.from_brand else next(understood)
             key = (event.account_id, post.external_id)
             if key in self.case_of_message:
                 continue  # already threaded (a redelivery under another event, or our own reply)
-            if post.from_brand:
+            if understanding is None:
                 self._brand_post(event, post)
             else:
-                self._customer_post(event, post)
+                self._customer_post(event, post, understanding)
         self._save()
 
     def _load(self, items: list[tuple[Event, Post]]) -> None:
@@ -190,26 +216,26 @@ class _Threader:
         case = self.case_of_message.get((event.account_id, post.in_reply_to_external_id or ""))
         if case is None:
             return  # a brand post outside any customer thread: stored as an event, nothing to work
-        self._add_message(case, event, post, Direction.OUTBOUND, identity=None, classification=None)
+        self._add_message(case, event, post, Direction.OUTBOUND, identity=None, understood=None)
         if case.first_responded_at is None or post.created_at < case.first_responded_at:
             case.first_responded_at = post.created_at
         if case.status in (CaseStatus.NEW, CaseStatus.OPEN):
             case.status = CaseStatus.PENDING_CUSTOMER
         self._touch(case)
 
-    def _customer_post(self, event: Event, post: Post) -> None:
+    def _customer_post(self, event: Event, post: Post, understood: Understanding) -> None:
         account = self.accounts[event.account_id]
         identity = self._identity(account, post)
-        understood = classify(post.text)
+        matched = self.matcher.match(post, account.network, language=understood.language) if self.matcher else []
         case = self._thread(account, identity, post)
         if case is None:
-            case = self._open_case(account, identity, post, understood)
+            case = self._open_case(account, identity, post, understood, matched)
         else:
             if case.status in (CaseStatus.PENDING_CUSTOMER, CaseStatus.RESOLVED):
                 case.status = CaseStatus.OPEN
             self._touch(case)
         case.last_message_at = max(case.last_message_at, post.created_at)
-        self._add_message(case, event, post, Direction.INBOUND, identity, understood)
+        self._add_message(case, event, post, Direction.INBOUND, identity, understood, matched)
         self.open_case[(_customer_key(identity), account.pk)] = case
 
     def _thread(self, account: SocialAccount, identity: Identity, post: Post) -> Case | None:
@@ -250,21 +276,37 @@ class _Threader:
             self.changed_identities[identity.pk] = identity
         return identity
 
-    def _open_case(self, account: SocialAccount, identity: Identity, post: Post, understood: Classification) -> Case:
-        decision = self._route(account, identity, post, understood)
+    def _open_case(
+        self, account: SocialAccount, identity: Identity, post: Post, understood: Understanding, matched: list[str]
+    ) -> Case:
+        decision = self._route(account, identity, post, understood, matched)
+        triage = understood.needs_triage(self.triage_below)
+        # Too unsure to route by: a person confirms the labels first (priority and SLA still apply).
+        department_id = self.departments.get(triage_department_slug() if triage else decision.department)
+        if not triage and decision.rule in ("", DEFAULT_RULE):
+            # No playbook rule claimed the post: a listening query it matched may name a department.
+            department_id = next(
+                (self.matcher.departments[n] for n in matched if self.matcher.departments.get(n)), department_id
+            )
         case = Case(
             organization_id=self.organization_id,
-            department_id=self.departments.get(decision.department) or self._fallback_department(),
+            department_id=department_id or self._fallback_department(),
             account=account,
             status=CaseStatus.NEW,
             priority=decision.priority,
             subject=post.text[:280],
             intent=understood.intent,
             intent_confidence=understood.intent_confidence,
+            labels=understood.labels,
             sentiment=understood.sentiment,
             sentiment_score=understood.sentiment_score,
+            sentiment_confidence=understood.sentiment_confidence,
+            severity=understood.severity,
+            severity_confidence=understood.severity_confidence,
+            needs_triage=triage,
             language=understood.language,
             private_data=list(understood.private_data),
+            listening=matched,
             reach=identity.followers,
             playbook_rule=decision.rule[:200],
             playbook_version=self.version,
@@ -279,11 +321,11 @@ class _Threader:
         self.new_cases.append(case)
         return case
 
-    def _route(self, account: SocialAccount, identity: Identity, post: Post, understood: Classification) -> Decision:
-        playbook: CompiledPlaybook | None = self.playbook
-        if playbook is None:
-            return FALLBACK
-        return playbook.route(
+    def _route(
+        self, account: SocialAccount, identity: Identity, post: Post, understood: Understanding, matched: list[str]
+    ) -> Decision:
+        return route(
+            self.playbook,
             PostFacts(
                 text=post.text,
                 intent=understood.intent,
@@ -292,7 +334,10 @@ class _Threader:
                 followers=identity.followers,
                 private_data=bool(understood.private_data),
                 language=understood.language,
-            )
+                severity=understood.severity,
+                labels=frozenset(understood.labels),
+                listening=frozenset(matched),
+            ),
         )
 
     def _fallback_department(self) -> int:
@@ -305,7 +350,8 @@ class _Threader:
         post: Post,
         direction: str,
         identity: Identity | None,
-        classification: Classification | None,
+        understood: Understanding | None,
+        matched: list[str] | None = None,
     ) -> None:
         # Kept as a tuple of values: cases and identities get their ids only when saved.
         self.new_messages.append(
@@ -320,7 +366,7 @@ class _Threader:
                 post.text,
                 post.html,
                 post.url[:1000],
-                _as_dict(classification) if classification else {},
+                understood.as_json() | {"listening": matched or []} if understood else {},
                 post.created_at,
                 event.pk,
             )
@@ -380,16 +426,3 @@ class _Threader:
 def _customer_key(identity: Identity) -> int:
     # A customer created in this batch has no id yet; the Python object stands for it until saved.
     return identity.customer_id or id(identity.customer)
-
-
-def _as_dict(understood: Classification) -> dict:
-    return {
-        "intent": understood.intent,
-        "intent_confidence": round(understood.intent_confidence, 3),
-        "sentiment": understood.sentiment,
-        "sentiment_score": round(understood.sentiment_score, 3),
-        "sentiment_confidence": round(understood.sentiment_confidence, 3),
-        "language": understood.language,
-        "language_confidence": round(understood.language_confidence, 3),
-        "private_data": list(understood.private_data),
-    }

@@ -32,6 +32,8 @@ from hubbub.inbox.access import (
     dead_letters,
     department_members,
     parse_id,
+    sees_triage,
+    visible_cases,
     visible_departments,
 )
 from hubbub.inbox.actions import CaseActionError
@@ -39,6 +41,7 @@ from hubbub.inbox.models import WORKING_STATUSES, Case, Identity, Visibility
 from hubbub.publishing import actions as publishing_actions
 from hubbub.publishing.actions import ReplyError
 from hubbub.publishing.models import OutboxState
+from hubbub.understanding.combine import LABEL_NAMES, SENTIMENTS, SEVERITY_NAMES
 
 QUEUE_PAGE_SIZE = 50
 DEAD_LETTER_PAGE_SIZE = 50
@@ -152,19 +155,29 @@ class QueueCursor:
         return Q(priority__gt=self.priority) | (Q(priority=self.priority) & same_priority)
 
 
-def queue_cases(organization_id: int, department_ids, cursor: QueueCursor | None, limit: int) -> list[Case]:
-    """Working cases in queue order, with the customer's handle on the case's network. No messages."""
+def queue_cases(
+    organization_id: int, department_ids, cursor: QueueCursor | None, limit: int, *, triage: bool = False
+) -> list[Case]:
+    """Working cases in queue order, with the customer's handle on the case's network. No messages.
+
+    triage=True: only cases waiting in triage. They are also in their (triage) department's queue,
+    marked, so that no case ever drops out of the queues its department works.
+    """
     handle = (
         Identity.objects.filter(customer_id=OuterRef("customer_id"), network=OuterRef("account__network"))
         .order_by("id")
         .values("handle")[:1]
     )
+    if triage:
+        scope = Q(needs_triage=True)
+        if department_ids is not None:
+            scope &= Q(department_id__in=department_ids)
+    else:
+        scope = Q(department_id__in=department_ids)
     cases = (
-        Case.objects.filter(
-            organization_id=organization_id, department_id__in=department_ids, status__in=WORKING_STATUSES
-        )
+        Case.objects.filter(scope, organization_id=organization_id, status__in=WORKING_STATUSES)
         .select_related("customer", "account", "assignee", "department")
-        .defer("private_data", "account__credentials_encrypted", "account__cursor", "account__settings")
+        .defer("private_data", "labels", "account__credentials_encrypted", "account__cursor", "account__settings")
         .annotate(customer_handle=Subquery(handle))
         .order_by("priority", F("first_response_due_at").asc(nulls_last=True), "id")
     )
@@ -175,19 +188,27 @@ def queue_cases(organization_id: int, department_ids, cursor: QueueCursor | None
 
 def _queue_context(request, membership) -> dict[str, Any]:
     departments = list(visible_departments(membership))
-    slug = request.GET.get("dept", "")
+    triage_visible = sees_triage(membership)
+    triage = request.GET.get("triage") == "1"
+    if triage and not triage_visible:
+        raise Http404("no triage queue")
+    slug = "" if triage else request.GET.get("dept", "")
     selected = next((d for d in departments if d.slug == slug), None)
     if slug and selected is None:
         raise Http404("no such department")
     after = request.GET.get("after", "")
     cursor = QueueCursor.parse(after)
     department_ids = [selected.pk] if selected else [d.pk for d in departments]
-    rows = queue_cases(membership.organization_id, department_ids, cursor, QUEUE_PAGE_SIZE + 1)
+    if triage and can_supervise(membership):
+        department_ids = None  # supervisors triage every department's unsure posts
+    rows = queue_cases(membership.organization_id, department_ids, cursor, QUEUE_PAGE_SIZE + 1, triage=triage)
     page, has_next = rows[:QUEUE_PAGE_SIZE], len(rows) > QUEUE_PAGE_SIZE
-    params = {"dept": slug}
+    params = {"dept": slug, "triage": "1" if triage else ""}
     return {
         "departments": departments,
         "selected": selected,
+        "triage": triage,
+        "triage_visible": triage_visible,
         "cases": page,
         "rows_url": _url("inbox:queue_rows", {**params, "after": after if cursor else ""}),
         "next_url": _url("inbox:queue", {**params, "after": str(QueueCursor.of(page[-1]))}) if has_next else "",
@@ -244,9 +265,23 @@ def _thread_context(case: Case) -> dict[str, Any]:
     }
 
 
+def _understanding_context(case: Case, error: str = "", saved: bool = False) -> dict[str, Any]:
+    labels = case.labels if isinstance(case.labels, dict) else {}
+    return {
+        "case": case,
+        "label_rows": [(label, name, labels.get(label)) for label, name in LABEL_NAMES.items()],
+        "sentiments": SENTIMENTS,
+        "severity_rows": list(enumerate(SEVERITY_NAMES)),
+        "severity_name": SEVERITY_NAMES[case.severity] if case.severity < len(SEVERITY_NAMES) else "",
+        "labels_error": error,
+        "labels_saved": saved,
+    }
+
+
 def _case_context(case: Case) -> dict[str, Any]:
     return {
         **_thread_context(case),
+        **_understanding_context(case),
         "identities": list(case.customer.identities.order_by("network", "handle")),
         "members": list(department_members(case)),
         "transfer_targets": list(
@@ -341,6 +376,38 @@ def resolve(request, membership, case_id):
         return _to_case(case)
     messages.success(request, f"Case {case.pk} resolved.")
     return redirect("inbox:queue")
+
+
+@login_required
+@require_POST
+@with_membership
+def correct_labels(request, membership, case_id):
+    """The agent's labels for the case (an htmx form): training examples, and routing out of triage."""
+    case = access_case(membership, case_id)
+    post = request.POST
+    error, routed = "", []
+    try:
+        routed = inbox_actions.do_correct_labels(
+            case, request.user, post.getlist("labels"), post.get("sentiment", ""), post.get("severity", "")
+        )
+    except CaseActionError as exc:
+        error = str(exc)
+    if not visible_cases(membership).filter(pk=case.pk).exists():
+        # Routed out of triage to a department this member does not work: back to the queue.
+        messages.success(request, f"Case {case.pk} labelled and {', '.join(routed)}.")
+        if request.headers.get("HX-Request"):
+            response = HttpResponse(status=204)
+            response["HX-Redirect"] = reverse("inbox:queue")
+            return response
+        return redirect("inbox:queue")
+    if not request.headers.get("HX-Request"):
+        if error:
+            messages.error(request, error)
+        else:
+            messages.success(request, "Labels saved." + (f" Case {', '.join(routed)}." if routed else ""))
+        return _to_case(case)
+    case = access_case(membership, case.pk)
+    return render(request, "inbox/_understanding.html", _understanding_context(case, error, saved=not error))
 
 
 @login_required

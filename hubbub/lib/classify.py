@@ -20,12 +20,35 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MAX_TEXT", "Classification", "classify", "detect_language", "find_private_data", "INTENTS"]
+__all__ = [
+    "INTENTS",
+    "LABELS",
+    "MAX_TEXT",
+    "PRIVATE_KINDS",
+    "Classification",
+    "classify",
+    "detect_language",
+    "find_private_data",
+]
 
 MAX_TEXT = 2000  # text is cut to this many characters before any regex or lexicon pass
 
 INTENTS = ("complaint", "question", "praise", "sales_lead", "legal_threat", "other")
-PRIVATE_KINDS = ("email", "phone", "card_number", "account_number", "order_number")
+# The taxonomy shown on a case: several can hold at once. The first five are also routing
+# intents (one of them, or "other", is the post's main intent, which playbooks match on).
+LABELS = (
+    "complaint",
+    "question",
+    "praise",
+    "sales_lead",
+    "legal_threat",
+    "feature_request",
+    "outage",
+    "employee",
+    "press",
+    "spam",
+)
+PRIVATE_KINDS = ("email", "phone", "card_number", "account_number", "order_number", "street_address")
 
 
 @dataclass(frozen=True)
@@ -38,6 +61,9 @@ class Classification:
     language: str  # ISO 639-1 ("en", "es", ...) or "und"
     language_confidence: float
     private_data: tuple[str, ...]  # kinds found, in PRIVATE_KINDS order
+    # Every label of LABELS that holds, with its confidence, most confident first; the main
+    # intent is among them unless it is "other".
+    labels: tuple[tuple[str, float], ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -841,8 +867,171 @@ _CUES: dict[str, dict[str, float]] = {
         "advogado": 2.2,
         "advocaat": 2.2,
     },
+    # Labels that are not routing intents: they are scored in the same token scan.
+    "feature_request": {
+        "feature request": 2.6,
+        "would be nice": 1.8,
+        "would be great if": 2.0,
+        "it would be great": 1.6,
+        "would love to see": 2.2,
+        "would love it if": 1.8,
+        "please add": 2.2,
+        "pls add": 2.0,
+        "you should add": 2.4,
+        "you should make": 1.8,
+        "can you add": 2.0,
+        "could you add": 2.0,
+        "why not add": 1.8,
+        "add an option": 2.4,
+        "add the option": 2.4,
+        "option to": 1.2,
+        "suggestion": 1.6,
+        "suggest": 1.0,
+        "i wish": 1.2,
+        "wish you": 1.4,
+        "wish there was": 2.0,
+        "feedback": 1.2,
+        "dark mode": 2.0,
+        "bring back": 1.6,
+        "new feature": 1.8,
+        "feature": 1.0,
+        "improve": 0.8,
+        "improvement": 1.0,
+        "idea": 0.8,
+    },
+    "outage": {
+        "outage": 2.6,
+        "outages": 2.4,
+        "is down": 2.2,
+        "are down": 2.0,
+        "down again": 2.4,
+        "went down": 2.0,
+        "service down": 2.4,
+        "site down": 2.4,
+        "app down": 2.4,
+        "servers down": 2.4,
+        "not loading": 2.0,
+        "won't load": 2.0,
+        "wont load": 2.0,
+        "doesn't load": 1.8,
+        "can't log in": 1.8,
+        "cant log in": 1.8,
+        "can't login": 1.8,
+        "cant login": 1.8,
+        "unable to log": 1.8,
+        "no service": 2.0,
+        "no signal": 2.0,
+        "no internet": 2.2,
+        "no power": 2.2,
+        "power cut": 2.4,
+        "internet down": 2.6,
+        "offline": 1.4,
+        "crashing": 1.6,
+        "crashes": 1.4,
+        "crashed": 1.4,
+        "keeps crashing": 2.2,
+        "server error": 2.2,
+        "service unavailable": 2.6,
+        "disruption": 1.8,
+        "interruption": 1.6,
+        "anyone else": 0.9,
+        "for everyone": 0.8,
+        "not working": 1.0,
+    },
+    "employee": {
+        "your employee": 2.2,
+        "your employees": 2.2,
+        "your staff": 1.8,
+        "staff member": 2.0,
+        "the cashier": 1.6,
+        "your agent": 1.6,
+        "the agent": 1.2,
+        "your rep": 1.6,
+        "the driver": 1.2,
+        "your driver": 1.8,
+        "the manager": 1.2,
+        "rude": 1.2,
+        "was rude": 2.0,
+        "so rude": 1.8,
+        "attitude": 1.0,
+        "unprofessional": 1.8,
+        "hiring": 2.0,
+        "job": 1.0,
+        "jobs": 1.2,
+        "vacancy": 2.2,
+        "vacancies": 2.2,
+        "career": 1.4,
+        "careers": 1.8,
+        "internship": 2.2,
+        "apply for": 1.2,
+        "job application": 2.6,
+        "interview": 1.2,
+        "i work for": 2.0,
+        "i work at": 2.0,
+        "work for you": 1.8,
+        "as an employee": 2.4,
+        "former employee": 2.6,
+        "ex employee": 2.6,
+        "employee": 1.2,
+        "employees": 1.0,
+    },
+    "press": {
+        "journalist": 2.4,
+        "reporter": 2.2,
+        "press inquiry": 2.8,
+        "press enquiry": 2.8,
+        "media inquiry": 2.8,
+        "media enquiry": 2.8,
+        "press office": 2.6,
+        "press release": 2.4,
+        "for a story": 2.4,
+        "for an article": 2.4,
+        "writing an article": 2.6,
+        "writing a story": 2.6,
+        "working on a story": 2.6,
+        "request for comment": 2.8,
+        "for comment": 1.6,
+        "comment on": 1.0,
+        "statement": 1.2,
+        "on the record": 2.2,
+        "interview request": 2.6,
+        "newspaper": 1.8,
+        "editor": 1.4,
+        "podcast": 1.2,
+        "news": 0.8,
+    },
+    "spam": {
+        "follow back": 2.4,
+        "follow me": 1.8,
+        "followers": 0.6,
+        "free followers": 2.8,
+        "giveaway": 1.8,
+        "click here": 2.2,
+        "click the link": 2.0,
+        "check out my": 2.0,
+        "check my profile": 2.4,
+        "bitcoin": 1.8,
+        "crypto": 1.6,
+        "forex": 2.2,
+        "nft": 1.4,
+        "airdrop": 2.2,
+        "make money": 2.2,
+        "earn money": 2.2,
+        "work from home": 1.8,
+        "investment opportunity": 2.6,
+        "dm me for": 2.2,
+        "promo code": 0.8,
+        "casino": 2.2,
+        "viagra": 2.8,
+        "onlyfans": 2.4,
+        "subscribe to my": 2.4,
+        "sub4sub": 2.8,
+        "f4f": 2.4,
+    },
 }
-_INTENT_INDEX = {name: i for i, name in enumerate(INTENTS)}
+# Where each cue's score is kept: the routing intents first (in INTENTS order), then the other labels.
+_CUE_SLOTS = INTENTS + LABELS[5:]
+_INTENT_INDEX = {name: i for i, name in enumerate(_CUE_SLOTS)}
 _COMPLAINT, _QUESTION, _PRAISE, _SALES, _LEGAL, _OTHER = range(6)
 
 # phrase -> tuple of (intent index, weight); split by length for the token scan.
@@ -1010,6 +1199,56 @@ _ID_KEYWORDS = frozenset(
 _ACCOUNT_WORDS = frozenset(("account", "acct", "membership", "member", "customer", "policy"))
 _DIGIT_RE = re.compile(r"\d")
 
+# Street addresses: a house number next to a street word, in the shapes of the languages we detect.
+_STREET_WORDS = frozenset(
+    """street st avenue ave road rd lane ln drive dr boulevard blvd way court ct place pl terrace close
+    crescent parkway pkwy rue allée chemin impasse calle avenida rua viale piazza""".split()
+)
+_STREET_SUFFIXES = ("straße", "strasse", "str", "weg", "platz", "gasse", "allee", "straat", "laan", "plein", "gracht")
+_ADDRESS_RES = (
+    # 221B Baker Street, 1600 Pennsylvania Ave
+    re.compile(
+        r"\b\d{1,5}[A-Za-z]?,?[ \t]{1,3}(?:[A-Z][a-z]{1,20}\.?[ \t]{1,3}){1,3}"
+        r"(?:Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Drive|Dr|Boulevard|Blvd|Way|Court|Ct|Place|Pl|Terrace|Close"
+        r"|Crescent|Parkway|Pkwy)\b"
+    ),
+    # 12 main street (lower case: the words between are checked in Python)
+    re.compile(r"\b\d{1,5}[ \t]{1,3}((?:[a-z]{2,20}[ \t]{1,3}){1,2})(?:street|avenue|boulevard|blvd|ave|st)\b"),
+    # 12 rue de la Paix, 5 avenida Reforma
+    re.compile(
+        r"\b\d{1,4}(?:bis|ter)?,?[ \t]{1,3}(?:rue|avenue|boulevard|bd|allée|chemin|impasse|place|calle|avenida|rua)"
+        r"[ \t]{1,3}[\w'-]{2,30}",
+        re.IGNORECASE,
+    ),
+    # calle Mayor 5, rua Augusta, 12
+    re.compile(
+        r"\b(?:rue|calle|avenida|rua|viale|piazza)[ \t]{1,3}(?:[\w'-]{2,30}[ \t]{1,3}){1,4},?[ \t]{0,3}"
+        r"(?:n[º°o]\.?[ \t]{0,2})?\d{1,4}\b",
+        re.IGNORECASE,
+    ),
+    # Hauptstraße 5, Keizersgracht 123
+    re.compile(
+        r"\b[A-ZÄÖÜ][a-zäöüß]{2,30}(?:straße|strasse|str\.|weg|platz|gasse|allee|straat|laan|plein|gracht)"
+        r"[ \t]{1,3}\d{1,4}[a-z]?\b"
+    ),
+)
+# Words that make "3 hours down the street" a distance, not an address.
+_NOT_STREET_NAMES = frozenset(
+    """the a an my our your this that on in at of to from down up across along by near off hours hour days
+    day weeks week minutes mins times blocks miles km meters""".split()
+)
+
+
+def _has_address(text: str, words: list[str] | None) -> bool:
+    if words is not None and _STREET_WORDS.isdisjoint(words) and not any(w.endswith(_STREET_SUFFIXES) for w in words):
+        return False
+    for i, pattern in enumerate(_ADDRESS_RES):
+        for m in pattern.finditer(text):
+            if i == 1 and not _NOT_STREET_NAMES.isdisjoint(m.group(1).split()):
+                continue
+            return True
+    return False
+
 
 # --------------------------------------------------------------------------------------------
 # Private data
@@ -1098,13 +1337,15 @@ def _private_data(text: str, words: list[str] | None = None) -> tuple[str, ...]:
             continue
         if 9 <= n <= 15 and _phone_like(candidate, digits):
             found.add("phone")
+    if _DIGIT_RE.search(text) and _has_address(text, words):
+        found.add("street_address")
     if not found:
         return ()
     return tuple(k for k in PRIVATE_KINDS if k in found)
 
 
 def find_private_data(text: str) -> tuple[str, ...]:
-    """Kinds of personal data in the post: email, phone, card_number, account_number, order_number."""
+    """Kinds of personal data in the post, in PRIVATE_KINDS order."""
     if not text:
         return ()
     return _private_data(text[:MAX_TEXT])
@@ -1315,7 +1556,7 @@ def _analyse(text: str) -> Classification:
     n = len(words)
     not_all_caps = not text.isupper()
 
-    scores = [0.0] * 6
+    scores = [0.0] * len(_CUE_SLOTS)
     lang_scores = [0.0] * len(_LANGS)
     lang_hits = 0
     valences: list[float] = []
@@ -1433,16 +1674,18 @@ def _analyse(text: str) -> Classification:
 
     # --- intent ---
     intent, i_conf = _decide_intent(scores, compound, questions, n, text, words)
+    i_conf = round(max(0.0, min(0.99, i_conf)), 3)
     language, l_conf = _language(text, lang_scores, lang_hits)
     return Classification(
         intent=INTENTS[intent],
-        intent_confidence=round(max(0.0, min(0.99, i_conf)), 3),
+        intent_confidence=i_conf,
         sentiment=sentiment,
         sentiment_score=round(compound, 4),
         sentiment_confidence=round(max(0.05, min(0.99, s_conf)), 3),
         language=language,
         language_confidence=l_conf,
         private_data=_private_data(text, words),
+        labels=_labels(scores, intent, i_conf, text),
     )
 
 
@@ -1483,6 +1726,25 @@ def _decide_intent(
         return _OTHER, (0.2 + 0.1 * (top / _OTHER_THRESHOLD)) if top else 0.15
     margin = (top - scores[second]) / top
     return best, (1.0 - math.exp(-top / 1.6)) * (0.45 + 0.55 * margin)
+
+
+_LABEL_THRESHOLD = 1.5  # cue evidence from which a label other than the main intent holds
+_SPAM = _INTENT_INDEX["spam"]
+
+
+def _labels(scores: list[float], intent: int, intent_confidence: float, text: str) -> tuple[tuple[str, float], ...]:
+    # A post that is mostly links is how link spam looks, whatever its words.
+    if text.count("http") >= 3:
+        scores[_SPAM] += 1.6
+    found: list[tuple[str, float]] = []
+    for i, name in enumerate(_CUE_SLOTS):
+        if i == intent:
+            if i != _OTHER:
+                found.append((name, intent_confidence))
+        elif i != _OTHER and scores[i] >= _LABEL_THRESHOLD:
+            found.append((name, round(min(0.95, 1.0 - math.exp(-scores[i] / 1.6)), 3)))
+    found.sort(key=lambda item: -item[1])
+    return tuple(found)
 
 
 _EMPTY = Classification("other", 0.0, "neutral", 0.0, 0.3, "und", 0.0, ())

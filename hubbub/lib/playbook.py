@@ -15,7 +15,19 @@ A playbook looks like this::
           priority: urgent
           first_response_minutes: 30
 
-Conditions in one `when` must all hold; a list inside a condition means "any of".
+Conditions in one `when` must all hold; a list inside a condition means "any of". Conditions:
+terms, intent, sentiment, channel, language, min_followers, max_followers, private_data,
+min_severity (0-4), labels (any of hubbub.lib.classify.LABELS) and listening (names of listening
+queries the post matched).
+
+An optional `noise:` section switches the spam and noise rules (hubbub.lib.noise) off or tunes
+them; each rule is `true`, `false`, or a mapping of its settings::
+
+    noise:
+      reposts: true
+      duplicates: {window_minutes: 60}
+      campaigns: {min_authors: 5, window_minutes: 10, min_length: 40}
+      bots: {handle_patterns: ["*_bot"], max_posts_per_hour: 60}
 """
 
 from __future__ import annotations
@@ -26,7 +38,12 @@ from typing import Any
 
 import yaml
 
+from hubbub.lib.classify import LABELS
+from hubbub.lib.noise import DEFAULT_RULES, NoiseRules
+
 MAX_TEXT = 2000
+# The name a decision carries when no rule matched and the default applied.
+DEFAULT_RULE = "default"
 PRIORITIES = {"urgent": 1, "high": 2, "normal": 3, "low": 4}
 INTENTS = {"complaint", "question", "praise", "sales_lead", "legal_threat", "other"}
 SENTIMENTS = {"negative", "neutral", "positive"}
@@ -39,8 +56,23 @@ CONDITIONS = {
     "max_followers",
     "private_data",
     "language",
+    "min_severity",
+    "labels",
+    "listening",
 }
 ACTIONS = {"department", "priority", "first_response_minutes"}
+# noise rule -> its settings: (NoiseRules field, smallest, largest value)
+NOISE_SETTINGS: dict[str, dict[str, tuple[str, int, int]]] = {
+    "reposts": {},
+    "duplicates": {"window_minutes": ("duplicate_window_minutes", 1, 7 * 24 * 60)},
+    "campaigns": {
+        "min_authors": ("campaign_min_authors", 2, 100_000),
+        "window_minutes": ("campaign_window_minutes", 1, 24 * 60),
+        "min_length": ("campaign_min_length", 1, 500),
+    },
+    "bots": {"max_posts_per_hour": ("bot_max_posts_per_hour", 0, 100_000)},
+}
+MAX_BOT_PATTERNS = 50
 
 
 class PlaybookError(ValueError):
@@ -62,6 +94,9 @@ class PostFacts:
     followers: int | None = None
     private_data: bool = False
     language: str = ""
+    severity: int = 0  # 0 (no reproach) .. 4 (blame)
+    labels: frozenset[str] = frozenset()  # every label of hubbub.lib.classify.LABELS that holds
+    listening: frozenset[str] = frozenset()  # names of the listening queries the post matched
 
 
 @dataclass(frozen=True)
@@ -86,6 +121,9 @@ class Rule:
     min_followers: int | None = None
     max_followers: int | None = None
     private_data: bool | None = None
+    min_severity: int | None = None
+    labels: frozenset[str] | None = None
+    listening: frozenset[str] | None = None
 
     def matches(self, post: PostFacts, text: str) -> bool:
         if self.intents is not None and post.intent not in self.intents:
@@ -97,6 +135,13 @@ class Rule:
         if self.languages is not None and post.language not in self.languages:
             return False
         if self.private_data is not None and post.private_data != self.private_data:
+            return False
+        if self.min_severity is not None and post.severity < self.min_severity:
+            return False
+        # Any one of the listed labels (or listening queries) is enough.
+        if self.labels is not None and self.labels.isdisjoint(post.labels):
+            return False
+        if self.listening is not None and self.listening.isdisjoint(post.listening):
             return False
         followers = post.followers or 0
         if self.min_followers is not None and followers < self.min_followers:
@@ -110,6 +155,7 @@ class Rule:
 class CompiledPlaybook:
     default: Decision
     rules: list[Rule] = field(default_factory=list)
+    noise: NoiseRules = DEFAULT_RULES
 
     def route(self, post: PostFacts) -> Decision:
         text = post.text[:MAX_TEXT]
@@ -145,9 +191,9 @@ def parse_yaml(source: str) -> dict[str, Any]:
 
 def compile_playbook(data: dict[str, Any], departments: set[str] | None = None) -> CompiledPlaybook:
     """Validate plain playbook data and build the router. `departments` are the known slugs, if checked."""
-    unknown = set(data) - {"name", "default", "rules"}
+    unknown = set(data) - {"name", "default", "rules", "noise"}
     if unknown:
-        raise PlaybookError(sorted(unknown)[0], "unknown key (expected name, default, rules)")
+        raise PlaybookError(sorted(unknown)[0], "unknown key (expected name, default, rules, noise)")
     default_data = data.get("default")
     if not isinstance(default_data, dict):
         raise PlaybookError("default", "required: department, priority and first_response_minutes")
@@ -156,13 +202,13 @@ def compile_playbook(data: dict[str, Any], departments: set[str] | None = None) 
         department=default_rule.department or "",
         priority=default_rule.priority or PRIORITIES["normal"],
         first_response_minutes=default_rule.first_response_minutes or 60,
-        rule="default",
+        rule=DEFAULT_RULE,
     )
     rules_data = data.get("rules") or []
     if not isinstance(rules_data, list):
         raise PlaybookError("rules", "must be a list of rules")
     rules = [_rule(f"rules[{i}]", item) for i, item in enumerate(rules_data)]
-    compiled = CompiledPlaybook(default=default, rules=rules)
+    compiled = CompiledPlaybook(default=default, rules=rules, noise=_noise(data.get("noise")))
     if departments is not None:
         for where, slug in [("default", default.department)] + [
             (f"rules[{i}].then.department", r.department) for i, r in enumerate(rules) if r.department
@@ -214,7 +260,61 @@ def _rule(path: str, item: Any) -> Rule:
             if not isinstance(value, bool):
                 raise PlaybookError(where, "must be true or false")
             rule.private_data = value
+        elif key == "min_severity":
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 4:
+                raise PlaybookError(where, "must be a severity from 0 (no reproach) to 4 (blame)")
+            rule.min_severity = value
+        elif key == "labels":
+            rule.labels = _choices(where, value, set(LABELS))
+        elif key == "listening":
+            rule.listening = frozenset(_strings(where, value))
     return rule
+
+
+def _noise(data: Any) -> NoiseRules:
+    if data is None:
+        return DEFAULT_RULES
+    if not isinstance(data, dict):
+        raise PlaybookError("noise", "must be a mapping of rules: " + ", ".join(NOISE_SETTINGS))
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"noise.{key}"
+        if key not in NOISE_SETTINGS:
+            raise PlaybookError(path, "unknown noise rule (known: " + ", ".join(NOISE_SETTINGS) + ")")
+        if isinstance(value, bool):
+            values[key] = value
+            continue
+        if not isinstance(value, dict):
+            raise PlaybookError(path, "must be true, false or a mapping of settings")
+        allowed = set(NOISE_SETTINGS[key]) | {"enabled"} | ({"handle_patterns"} if key == "bots" else set())
+        for name, setting in value.items():
+            where = f"{path}.{name}"
+            if name not in allowed:
+                raise PlaybookError(where, "unknown setting (known: " + ", ".join(sorted(allowed)) + ")")
+            if name == "enabled":
+                if not isinstance(setting, bool):
+                    raise PlaybookError(where, "must be true or false")
+                values[key] = setting
+            elif name == "handle_patterns":
+                values["bot_handle_patterns"] = _handle_patterns(where, setting)
+            else:
+                attribute, low, high = NOISE_SETTINGS[key][name]
+                if not isinstance(setting, int) or isinstance(setting, bool) or not low <= setting <= high:
+                    raise PlaybookError(where, f"must be a whole number from {low} to {high}")
+                values[attribute] = setting
+    return NoiseRules(**values)
+
+
+def _handle_patterns(path: str, value: Any) -> tuple[str, ...]:
+    if value == []:
+        return ()
+    patterns = _strings(path, value)
+    if len(patterns) > MAX_BOT_PATTERNS:
+        raise PlaybookError(path, f"at most {MAX_BOT_PATTERNS} patterns")
+    for pattern in patterns:
+        if not pattern.strip("*? ") or len(pattern) > 100:
+            raise PlaybookError(path, f"{pattern[:100]!r} would match every handle or is too long")
+    return tuple(patterns)
 
 
 def _actions(path: str, data: dict[str, Any], required: bool) -> Rule:

@@ -28,6 +28,10 @@ Each query is indexed under the keys of one clause it cannot match without, so o
 whose clause was hit are evaluated, as set lookups on the hits. Queries whose necessary clause
 is a field (`author:bob`, `lang:de`) are indexed by the field value instead. No user text ever
 becomes a regular expression.
+
+Networks filter their streams and searches in a weaker syntax: `to_network_rule` writes a query
+as an X filtered-stream rule or as plain search keywords, widened to a superset where the network
+cannot say it exactly (the matcher narrows again), or raises Untranslatable with the reason.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import itemgetter
 
 import ahocorasick
 
@@ -149,26 +154,42 @@ def normalise(text: str) -> str:
 
     A word is a run of letters, digits and combining marks; everything else separates words.
     """
+    # Bytes throughout: translate, split and join on bytes cost a fraction of the same on a
+    # str holding emoji, and UTF-8 lets a character's bytes be replaced without decoding.
     if text.isascii():
-        folded = text.encode().translate(_ASCII_FOLD).decode()
-    else:
-        # NFKC first so that a decomposed "é" (e + combining accent) or "ﬁ" is the word as typed.
-        if not unicodedata.is_normalized("NFKC", text):
-            text = unicodedata.normalize("NFKC", text)
-        folded = text.casefold().encode("utf-8", "surrogatepass").translate(_ASCII_FOLD)
+        return f" {b' '.join(text.encode().translate(_ASCII_FOLD).split()).decode()} "
+    # NFKC first so that a decomposed "é" (e + combining accent) or "ﬁ" is the word as typed.
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    data = text.encode("utf-8", "surrogatepass").translate(_ASCII_FOLD)
+    # A post holds few distinct non-ASCII characters: folding each of them once (case, and
+    # separators to spaces) is several times cheaper than case-folding and scanning the text.
+    others = set(data.translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass"))
+    for char in others:
+        folded = _fold_char(char)
+        if folded is not None:
+            data = data.replace(char.encode("utf-8", "surrogatepass"), folded)
+    if b"\xcc\x87" in data:
         # Case folding turns "İ" into "i" + combining dot; drop the dot so İstanbul matches istanbul.
-        folded = folded.decode("utf-8", "surrogatepass").replace("i\u0307", "i")
-        # A post holds few distinct non-ASCII characters: replacing the separators among them
-        # is several times cheaper than a regular-expression pass over every character.
-        for char in set(folded) - _ASCII:
-            if not _is_word_char(char):
-                folded = folded.replace(char, " ")
-    return f" {' '.join(folded.split())} "
+        data = data.replace(b"i\xcc\x87", b"i")
+    return f" {b' '.join(data.split()).decode('utf-8', 'surrogatepass')} "
 
 
 # ASCII letters and digits lower-cased, every other ASCII byte a space; UTF-8 bytes of the rest kept.
 _ASCII_FOLD = bytes((ord(chr(b).lower()) if chr(b).isalnum() else 32) if b < 128 else b for b in range(256))
-_ASCII = frozenset(map(chr, range(128)))
+_ASCII_BYTES = bytes(range(128))
+
+
+@lru_cache(maxsize=65536)
+def _fold_char(char: str) -> bytes | None:
+    """What one non-ASCII character becomes in normalised text (UTF-8), or None when it stays as it is.
+
+    Case folding works character by character and is idempotent, so folding each distinct
+    character on its own gives the same text as folding the whole post.
+    """
+    folded = "".join(c if _is_word_char(c) else " " for c in char.casefold())
+    encoded = folded.encode("utf-8", "surrogatepass").translate(_ASCII_FOLD)
+    return None if folded == char else encoded
 
 
 @lru_cache(maxsize=8192)
@@ -446,18 +467,27 @@ def _split_url(url: str) -> tuple[str, str]:
 class _Post:
     """One document, prepared once for all queries: its normalised text, the keys it contains, its fields."""
 
-    __slots__ = ("norm", "hits", "author", "lang", "channel", "host", "path", "_tokens", "_starts")
+    __slots__ = ("doc", "norm", "hits", "author", "lang", "channel", "host", "path", "_tokens", "_starts")
 
     def __init__(self, doc: Document, norm: str, hits: set[str]):
+        self.doc = doc
         self.norm = norm
         self.hits = hits
+        self._tokens: list[str] | None = None
+        self._starts: dict[str, list[int]] = {}
+
+    def __getattr__(self, name: str) -> str:
+        # Called only for a field not yet set: most candidates are decided by their words
+        # alone, so the fields are read from the post the first time a query asks for one.
+        if name not in _POST_FIELDS:
+            raise AttributeError(name)
+        doc = self.doc
         self.author = doc.author.casefold().strip().lstrip("@")
         self.lang = doc.lang.casefold().strip().replace("_", "-")
         self.channel = doc.channel.casefold().strip()
         self.host, path = _split_url(doc.url) if doc.url else ("", "")
         self.path = path or "/"
-        self._tokens: list[str] | None = None
-        self._starts: dict[str, list[int]] = {}
+        return getattr(self, name)
 
     def starts(self, leaf: Leaf, key: str) -> list[int]:
         """Word positions where the leaf begins, in order (only needed by NEAR, so computed lazily)."""
@@ -478,23 +508,38 @@ class _Post:
         return found
 
 
+_POST_FIELDS = frozenset(["author", "lang", "channel", "host", "path"])
+
+
 def _field_keys(doc: Document, names: Counter[str]) -> list[tuple[str, str]]:
     """The field values of a post that field-indexed queries can be found under (only fields in use)."""
+    # .get, because a Counter's [] calls __missing__ in Python for a field no query uses.
     keys = []
-    if doc.author and names["author"]:
+    if doc.author and names.get("author"):
         keys.append(("author", doc.author.casefold().strip().lstrip("@")))
-    if doc.lang and names["lang"]:
-        lang = doc.lang.casefold().strip().replace("_", "-")
-        keys.append(("lang", lang))
-        if "-" in lang:
-            keys.append(("lang", lang.split("-", 1)[0]))
-    if doc.channel and names["channel"]:
-        keys.append(("channel", doc.channel.casefold().strip()))
-    if doc.url and names["url"]:
+    if doc.lang and names.get("lang"):
+        keys.extend(_lang_keys(doc.lang))
+    if doc.channel and names.get("channel"):
+        keys.append(_channel_key(doc.channel))
+    if doc.url and names.get("url"):
         parts = _split_url(doc.url)[0].split(".")
         keys.extend(("url", ".".join(parts[i:])) for i in range(len(parts)))
     return keys
 
+
+# Posts come in a few languages and channels: their keys are worked out once.
+@lru_cache(maxsize=1024)
+def _lang_keys(lang: str) -> tuple[tuple[str, str], ...]:
+    lang = lang.casefold().strip().replace("_", "-")
+    return (("lang", lang), ("lang", lang.split("-", 1)[0])) if "-" in lang else (("lang", lang),)
+
+
+@lru_cache(maxsize=1024)
+def _channel_key(channel: str) -> tuple[str, str]:
+    return ("channel", channel.casefold().strip())
+
+
+_second = itemgetter(1)
 
 type Evaluator = Callable[[_Post], bool]
 
@@ -651,6 +696,7 @@ class QuerySet:
 
     def __init__(self, queries: dict[int, str] | None = None):
         self._queries: dict[int, _Compiled] = {}
+        self._evaluators: dict[int, Evaluator] = {}
         self._triggers: dict[int, frozenset[TriggerKey]] = {}
         self._key_users: Counter[str] = Counter()
         self._text_triggers: dict[str, set[int]] = {}
@@ -688,23 +734,19 @@ class QuerySet:
     def match(self, doc: Document) -> list[int]:
         """Ids of the queries that match the post, sorted."""
         norm = normalise(doc.text[:MAX_TEXT])
-        hits: set[str] = {key for _, key in self._automaton.iter(norm)} if self._key_users else set()
-        candidates: set[int] = set()
-        triggered = self._text_triggers.get
-        for key in hits:
-            ids = triggered(key)
-            if ids:
-                candidates |= ids
+        hits: set[str] = set(map(_second, self._automaton.iter(norm))) if self._key_users else set()
+        triggers = self._text_triggers
+        # A set and a dict's keys intersect in C: only keys some query is indexed under are looked up.
+        found = [triggers[key] for key in hits & triggers.keys()]
         if self._field_triggers:
-            for key in _field_keys(doc, self._field_names):
-                ids = self._field_triggers.get(key)
-                if ids:
-                    candidates |= ids
-        if not candidates:
+            field_triggers = self._field_triggers
+            found.extend(field_triggers[key] for key in _field_keys(doc, self._field_names) if key in field_triggers)
+        if not found:
             return []
+        candidates = found[0] if len(found) == 1 else set().union(*found)
         post = _Post(doc, norm, hits)
-        queries = self._queries
-        return sorted([i for i in candidates if queries[i].evaluate(post)])
+        evaluators = self._evaluators
+        return sorted([i for i in candidates if evaluators[i](post)])
 
     def keys(self) -> list[str]:
         """The automaton's keys (for benchmarks and debugging)."""
@@ -729,6 +771,7 @@ class QuerySet:
         triggers = _required(compiled.node, self._cost)
         assert triggers is not None, "parse refuses queries without a required positive clause"
         self._queries[query_id] = compiled
+        self._evaluators[query_id] = compiled.evaluate
         self._triggers[query_id] = triggers
         for trigger in triggers:
             if isinstance(trigger, tuple):
@@ -741,6 +784,7 @@ class QuerySet:
         compiled = self._queries.pop(query_id, None)
         if compiled is None:
             return
+        del self._evaluators[query_id]
         for key in compiled.keys:
             self._key_users[key] -= 1
             if not self._key_users[key]:
@@ -769,3 +813,172 @@ def _compile_or_name(query_id: int, text: str) -> _Compiled:
         return _compile_query(text)
     except QuerySyntaxError as exc:
         raise QuerySyntaxError(exc.message, exc.position, text, query_id) from None
+
+
+# --- Translating to a network's own search syntax --------------------------------------------
+#
+# Streams and search endpoints filter on the network's side before a post reaches us, in a
+# syntax weaker than ours. A translation must be a superset of the query (every post the query
+# matches passes the network's filter; the boolean evaluation narrows the rest again), so a part
+# the network cannot express is dropped from an AND (which only widens) and nothing under a NOT
+# may be widened (that would narrow).
+
+X_RULE_LIMIT = 512  # characters in one filtered-stream rule (X API v2, basic and pro access)
+
+
+class Untranslatable(ValueError):
+    """The network's syntax cannot express even a superset of the query; the message says why."""
+
+
+@dataclass(frozen=True)
+class _Out:
+    """A translated part.
+
+    `text` None is "every post" (a part the network cannot express, dropped, or
+    channel:this-network); "" is "no post" (channel:another-network). `exact` says the text
+    matches exactly the query's part rather than a superset of it; `standalone` that X accepts it
+    as a rule on its own (X refuses rules made only of lang: and negations); `atom` that a - can
+    be put in front of it as it is.
+    """
+
+    text: str | None
+    exact: bool
+    standalone: bool = False
+    atom: bool = True
+
+
+_EVERY = _Out(None, True)
+_WIDENED = _Out(None, False)
+_NO_POST = _Out("", True)
+
+
+def to_network_rule(query: str, network: str) -> str:
+    """The query in `network`'s syntax: an X filtered-stream rule for "twitter", keywords otherwise.
+
+    The result is a superset of the query. Raises QuerySyntaxError for a bad query and
+    Untranslatable, with the reason, when the network cannot filter for it at all.
+    """
+    node = parse(query)
+    if network == "twitter":
+        return _x_rule(node)
+    return _keyword_search(node, network)
+
+
+def _x_rule(node: Node) -> str:
+    out = _x(node)
+    if out.text == "":
+        raise Untranslatable("it can never match a post from this network (channel:)")
+    if out.text is None or not out.standalone:
+        raise Untranslatable("X needs a word, phrase, author: or url: that every match has, and this query has none")
+    if len(out.text) > X_RULE_LIMIT:
+        raise Untranslatable(f"the X rule would be {len(out.text)} characters (X allows {X_RULE_LIMIT})")
+    return out.text
+
+
+def _x(node: Node) -> _Out:
+    if isinstance(node, Term):
+        return _Out(node.word, True, True)
+    if isinstance(node, Phrase):
+        return _Out(f'"{" ".join(node.words)}"', True, True)
+    if isinstance(node, Wildcard):
+        return _WIDENED  # X rules have no wildcards
+    if isinstance(node, Field):
+        return _x_field(node)
+    if isinstance(node, Near):
+        # No proximity operator for streams: both sides anywhere in the post is a superset.
+        both = _x_all([_x(node.left), _x(node.right)])
+        return _Out(both.text, False, both.standalone, both.atom)
+    if isinstance(node, Not) and isinstance(node.child, Not):
+        return _x(node.child.child)
+    if isinstance(node, Not):
+        child = _x(node.child)
+        if not child.exact:
+            return _WIDENED  # negating a widened part would narrow the query: drop the negation
+        if child.text is None:
+            return _NO_POST
+        if child.text == "":
+            return _EVERY
+        return _Out(f"-{child.text}" if child.atom else f"-({child.text})", True)
+    parts = [_x(child) for child in node.children]
+    return _x_all(parts) if isinstance(node, And) else _x_any(parts)
+
+
+def _x_field(node: Field) -> _Out:
+    if node.name == "author":
+        return _Out(f"from:{node.value}", True, True) if _X_HANDLE.fullmatch(node.value) else _WIDENED
+    if node.name == "channel":
+        return _EVERY if node.value in ("twitter", "x") else _NO_POST
+    if node.name == "lang":
+        # X tags a post with a bare language code: lang:en-gb can only be widened to lang:en.
+        code, _, region = node.value.partition("-")
+        return _Out(f"lang:{code}", not region) if _X_LANG.fullmatch(code) else _WIDENED
+    return _Out(f'url:"{node.value}"', True, True) if _X_URL.fullmatch(node.value) else _WIDENED
+
+
+_X_HANDLE = re.compile(r"[a-z0-9_]{1,15}")
+_X_LANG = re.compile(r"[a-z]{2,3}")
+_X_URL = re.compile(r"[a-z0-9.\-]+(/[A-Za-z0-9._~%/\-]*)?")
+
+
+def _x_all(parts: list[_Out]) -> _Out:
+    if any(p.text == "" for p in parts):
+        return _NO_POST
+    exact = all(p.exact for p in parts)
+    kept = [p for p in parts if p.text is not None]
+    if not kept:
+        return _Out(None, exact)
+    if len(kept) == 1:
+        return _Out(kept[0].text, exact, kept[0].standalone, kept[0].atom)
+    return _Out(" ".join(p.text for p in kept if p.text), exact, any(p.standalone for p in kept), False)
+
+
+def _x_any(parts: list[_Out]) -> _Out:
+    exact = all(p.exact for p in parts)
+    if any(p.text is None for p in parts):
+        return _Out(None, exact)  # one branch lets every post through, so the whole OR does
+    kept = [p for p in parts if p.text]
+    if not kept:
+        return _NO_POST
+    if len(kept) == 1:
+        return _Out(kept[0].text, exact, kept[0].standalone, kept[0].atom)
+    # X applies AND before OR; parentheses round each branch say so to a human reader too.
+    branches = " OR ".join(p.text if p.atom else f"({p.text})" for p in kept if p.text)
+    return _Out(f"({branches})", exact, all(p.standalone for p in kept))
+
+
+def _keyword_search(node: Node, network: str) -> str:
+    """Words and phrases every match has, for search endpoints that only AND plain keywords."""
+    if network in _never_channels(node, network):
+        raise Untranslatable("it can never match a post from this network (channel:)")
+    needed = _needed_words(node)
+    if not needed:
+        raise Untranslatable(
+            "no word or phrase is in every match (alternatives, wildcards and fields cannot be one keyword search)"
+        )
+    return " ".join(sorted(needed))
+
+
+def _needed_words(node: Node) -> set[str]:
+    if isinstance(node, Term):
+        return {node.word}
+    if isinstance(node, Phrase):
+        return {f'"{" ".join(node.words)}"'}
+    if isinstance(node, Near):
+        return _needed_words(node.left) | _needed_words(node.right)
+    if isinstance(node, And):
+        return set().union(*(_needed_words(c) for c in node.children))
+    if isinstance(node, Or):
+        found = [_needed_words(c) for c in node.children]
+        return set.intersection(*found)
+    return set()  # wildcards, fields and negations add nothing a plain search can require
+
+
+def _never_channels(node: Node, network: str) -> set[str]:
+    """{network} when every match needs a channel: other than `network`."""
+    if isinstance(node, Field):
+        return {network} if node.name == "channel" and node.value != network else set()
+    if isinstance(node, And):
+        return set().union(*(_never_channels(c, network) for c in node.children))
+    if isinstance(node, Or):
+        return set.intersection(*(_never_channels(c, network) for c in node.children))
+    return set()

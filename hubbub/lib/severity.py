@@ -20,7 +20,7 @@ import re
 
 from hubbub.lib.classify import MAX_TEXT, Classification, classify
 
-__all__ = ["SEVERITY_LABELS", "severity"]
+__all__ = ["SEVERITY_LABELS", "reproach_cues", "severity"]
 
 SEVERITY_LABELS = ("0", "1", "2", "3", "4")
 
@@ -79,3 +79,14 @@ def severity(text: str, classification: Classification | None = None) -> int:
     if c.sentiment_score <= _DISAPPROVAL_SCORE or _DISAPPROVAL.search(text):
         return 2
     return 1
+
+
+def reproach_cues(text: str) -> tuple[bool, bool, bool]:
+    """Whether the post blames, accuses, or voices disapproval, by the patterns above (features for
+    hubbub.lib.textmodel)."""
+    text = (text or "")[:MAX_TEXT]
+    return (
+        _BLAME.search(text) is not None,
+        _ACCUSATION.search(text) is not None,
+        _DISAPPROVAL.search(text) is not None,
+    )

@@ -12,8 +12,9 @@ from hubbub.playbook.models import Playbook
 
 DEFAULT_PLAYBOOK = Path(__file__).with_name("default_playbook.yaml")
 
-# (organization id, version) -> compiled rules; versions never change once published.
-_compiled: dict[tuple[int, int], CompiledPlaybook] = {}
+# (playbook id, version, published at) -> compiled rules; a published version never changes. The time is
+# part of the key because a database can hand out an id again after a rolled-back publish.
+_compiled: dict[tuple, CompiledPlaybook] = {}
 
 
 @transaction.atomic
@@ -37,10 +38,10 @@ def do_publish_default_playbook(organization: Organization) -> Playbook:
 
 
 def active_playbook(organization_id: int) -> tuple[int | None, CompiledPlaybook | None]:
-    row = Playbook.objects.filter(organization_id=organization_id, is_active=True).values("version", "rules").first()
-    if row is None:
+    active = Playbook.objects.filter(organization_id=organization_id, is_active=True)
+    key = active.values_list("id", "version", "created_at").first()
+    if key is None:
         return None, None
-    key = (organization_id, row["version"])
     if key not in _compiled:
-        _compiled[key] = compile_playbook(row["rules"])
-    return row["version"], _compiled[key]
+        _compiled[key] = compile_playbook(Playbook.objects.values_list("rules", flat=True).get(pk=key[0]))
+    return key[1], _compiled[key]

@@ -38,6 +38,7 @@ refuse user auth, as X does. After revoke() everything answers 401.
         server.add_tweet("the brand app is broken", username="carol")  # matching rules go to the stream
         server.disconnect_stream(partial=True)               # cut the stream mid-line
         server.redeliver_on_reconnect(2)                     # resend the last two after a reconnect
+        server.send_raw_to_stream(b"x" * 2_000_000)          # anything, as it is
 
 `posted`, `sent_dms`, `requests` and `api_requests(method, path)` show what happened.
 
@@ -387,6 +388,10 @@ class FakeX(LocalHTTPServer):
         """Deliver an existing post on the open streams (as a match of every rule it matches, or none)."""
         with self._lock:
             self._to_streams(self._stream_message(self.tweets[tweet_id], self._matching(self.tweets[tweet_id])))
+
+    def send_raw_to_stream(self, data: bytes) -> None:
+        """Write bytes as they are on every open stream (broken or hostile lines)."""
+        self._to_streams(data, record=False)
 
     def disconnect_stream(self, *, partial: bool = False, mode: str = "cut") -> None:
         """End every open stream: "cut" drops the socket (with `partial`, after half of the next

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import statistics
 from collections import Counter
 from collections.abc import Sequence
@@ -25,8 +26,11 @@ from hubbub.governance.actions import do_audit
 from hubbub.lib.classify import Classification, classify
 from hubbub.lib.metrics import Report, evaluate
 from hubbub.lib.severity import severity
-from hubbub.lib.textmodel import Prediction, TextModel
+from hubbub.lib.textmodel import Prediction, TextModel, TextModelError
+from hubbub.understanding.combine import Understanding, combine
 from hubbub.understanding.models import TASK_LABELS, LabelCorrection, ModelState, Task, TrainedModel
+
+log = logging.getLogger(__name__)
 
 MIN_EXAMPLES = 20
 MIN_PER_CLASS = 2
@@ -182,13 +186,25 @@ def default_predict(
 
 
 # (organization id, task) -> (version, model). A version's bytes never change, so a cached
-# model is good until another version becomes active.
-_loaded: dict[tuple[int, str], tuple[int, TextModel]] = {}
+# model is good until another version becomes active. None: the version cannot be read.
+_loaded: dict[tuple[int, str], tuple[int, TextModel | None]] = {}
 
 
-def _load(trained_id: int) -> TextModel:
-    data = TrainedModel.objects.values_list("model", flat=True).get(pk=trained_id)
-    return TextModel.from_bytes(bytes(data))
+def _load(organization_id: int, task: str, trained_id: int, version: int) -> TextModel | None:
+    key = (organization_id, task)
+    cached = _loaded.get(key)
+    if cached is None or cached[0] != version:
+        data = TrainedModel.objects.values_list("model", flat=True).get(pk=trained_id)
+        try:
+            model: TextModel | None = TextModel.from_bytes(bytes(data))
+        except TextModelError as exc:
+            # Made with other features (an older hubbub) or damaged: the default answers until the
+            # organisation trains again, rather than every post of every batch failing.
+            log.warning("organization %s: %s model version %s unusable (%s)", organization_id, task, version, exc)
+            model = None
+        cached = (version, model)
+        _loaded[key] = cached
+    return cached[1]
 
 
 def active_model(organization_id: int, task: str) -> tuple[int | None, TextModel | None]:
@@ -201,12 +217,24 @@ def active_model(organization_id: int, task: str) -> tuple[int | None, TextModel
     if row is None:
         return None, None
     trained_id, version = row
-    key = (organization_id, task)
-    cached = _loaded.get(key)
-    if cached is None or cached[0] != version:
-        cached = (version, _load(trained_id))
-        _loaded[key] = cached
-    return cached
+    model = _load(organization_id, task, trained_id, version)
+    return (version, model) if model is not None else (None, None)
+
+
+def active_models(organization_id: int) -> dict[str, tuple[int, TextModel]]:
+    """Every task's usable active trained model of the organisation, by task, in one query.
+
+    Models are cached per process by version: a promotion or a rollback is seen by the next call.
+    """
+    rows = TrainedModel.objects.filter(organization_id=organization_id, state=ModelState.ACTIVE).values_list(
+        "task", "id", "version"
+    )
+    found: dict[str, tuple[int, TextModel]] = {}
+    for task, trained_id, version in rows:
+        model = _load(organization_id, task, trained_id, version)
+        if model is not None:
+            found[task] = (version, model)
+    return found
 
 
 def predict_with(
@@ -220,6 +248,30 @@ def predict_with(
         end = start + _BATCH
         out.extend(model.predict(texts[start:end], classifications[start:end] if classifications else None))
     return out
+
+
+def understand(organization_id: int, texts: Sequence[str]) -> list[Understanding]:
+    """What the pipeline calls once per batch: each post classified once, and each task answered by
+    the organisation's active trained model where it has one (in batches), else by the default."""
+    classifications = [classify(text) for text in texts]
+    severities = [severity(text, c) for text, c in zip(texts, classifications, strict=True)]
+    trained = active_models(organization_id) if texts else {}
+    predicted: dict[str, list[Prediction]] = {
+        task: predict_with(model, task, texts, classifications) for task, (_, model) in trained.items()
+    }
+    versions = {task: version for task, (version, _) in trained.items()}
+    none: list[None] = [None] * len(texts)
+    return [
+        combine(c, sev, complaint=comp, sentiment=sent, severity_model=sev_model, models=versions)
+        for c, sev, comp, sent, sev_model in zip(
+            classifications,
+            severities,
+            predicted.get(Task.COMPLAINT, none),
+            predicted.get(Task.SENTIMENT, none),
+            predicted.get(Task.SEVERITY, none),
+            strict=True,
+        )
+    ]
 
 
 def predict(

@@ -106,6 +106,12 @@ from hubbub.connectors.bluesky.jetstream import DEFAULT_URL as JETSTREAM_URL
 from hubbub.connectors.bluesky.jetstream import POST_COLLECTION, JetstreamConsumer, PostFilter
 from hubbub.lib.safehttp import USER_AGENT, BlockedAddress, check_url
 
+# A repost is a record of its own in the reposter's repo, pointing at the post through `subject`.
+REPOST_COLLECTION = "app.bsky.feed.repost"
+# Embeds that quote another record; `recordWithMedia` nests the quoted record one level deeper.
+_QUOTE_EMBED = "app.bsky.embed.record"
+_QUOTE_WITH_MEDIA_EMBED = "app.bsky.embed.recordWithMedia"
+
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://bsky.social"
@@ -129,6 +135,7 @@ _TID_RE = re.compile(r"^[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}
 _DERIVED_TID_START = 1_672_531_200_000_000
 _DERIVED_TID_SPAN = 2 * 365 * 86_400_000_000
 _AT_URI = re.compile(r"^at://(did:[a-z]+:[a-zA-Z0-9._:%-]+)/([a-zA-Z0-9.-]+)/([a-zA-Z0-9._:~-]{1,512})$")
+_COLLECTIONS = (POST_COLLECTION, REPOST_COLLECTION)
 _HANDLE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,251}[a-zA-Z0-9])?$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -384,15 +391,15 @@ class BlueskyConnector:
         if source == "chat":
             return self._normalize_chat(item, payload.get("convo"))
         if source == "jetstream":
-            did, rkey, record = _jetstream_parts(item)
-            uri = f"at://{did}/{POST_COLLECTION}/{rkey}"
+            did, collection, rkey, record = _jetstream_parts(item)
+            uri = f"at://{did}/{collection}/{rkey}"
             author: dict[str, Any] = {"did": did}
             fallback_time = _micros_time(item.get("time_us"))
         elif source in ("notification", "search"):
             uri = item.get("uri")
-            if not isinstance(uri, str) or not (match := _AT_URI.match(uri)) or match.group(2) != POST_COLLECTION:
+            if not isinstance(uri, str) or not (match := _AT_URI.match(uri)) or match.group(2) not in _COLLECTIONS:
                 raise MalformedEvent(f"{source} item has no post at-uri: {str(uri)[:200]!r}")
-            did, rkey = match.group(1), match.group(3)
+            did, collection, rkey = match.group(1), match.group(2), match.group(3)
             record = item.get("record")
             author = item.get("author") if isinstance(item.get("author"), dict) else {}
             if author.get("did") != did:
@@ -403,6 +410,14 @@ class BlueskyConnector:
         where = uri
         if not isinstance(record, dict):
             raise MalformedEvent(f"{where} has no record")
+        if collection == REPOST_COLLECTION:
+            subject = record.get("subject")
+            reposted = subject.get("uri") if isinstance(subject, dict) else None
+            if not isinstance(reposted, str) or not _AT_URI.match(reposted):
+                raise MalformedEvent(f"{where}: the repost's subject is not a strong ref to an at-uri")
+            record = {**record, "text": ""}
+        else:
+            reposted = None
         text = record.get("text")
         if not isinstance(text, str):
             raise MalformedEvent(f"{where} has no text")
@@ -435,8 +450,14 @@ class BlueskyConnector:
             created_at=created,
             in_reply_to_external_id=parent,
             from_brand=self._is_brand_did(did) or (bool(handle) and handle == self.handle),
-            url=f"https://bsky.app/profile/{quote(handle or did, safe=':.')}/post/{quote(rkey, safe='')}",
+            # A repost record has no page of its own on bsky.app.
+            url=""
+            if reposted
+            else f"https://bsky.app/profile/{quote(handle or did, safe=':.')}/post/{quote(rkey, safe='')}",
             language=language[:20],
+            is_repost=reposted is not None,
+            repost_of_external_id=reposted,
+            quote_of_external_id=_quoted_uri(record.get("embed")),
         )
 
     def _normalize_chat(self, entry: dict[str, Any], convo: Any) -> Post:
@@ -906,21 +927,32 @@ def _guess_source(payload: dict[str, Any]) -> str:
     return "search"
 
 
-def _jetstream_parts(event: dict[str, Any]) -> tuple[str, str, Any]:
+def _jetstream_parts(event: dict[str, Any]) -> tuple[str, str, str, Any]:
     did = event.get("did")
     commit = event.get("commit")
     if event.get("kind") != "commit" or not isinstance(commit, dict):
         raise MalformedEvent("Jetstream event is not a commit")
-    if commit.get("collection") != POST_COLLECTION or commit.get("operation") not in ("create", "update"):
-        raise MalformedEvent("Jetstream commit does not create a post")
+    collection = commit.get("collection")
+    if collection not in _COLLECTIONS or commit.get("operation") not in ("create", "update"):
+        raise MalformedEvent("Jetstream commit does not create a post or a repost")
     rkey = commit.get("rkey")
-    if (
-        not isinstance(did, str)
-        or not isinstance(rkey, str)
-        or not _AT_URI.match(f"at://{did}/{POST_COLLECTION}/{rkey}")
-    ):
+    if not isinstance(did, str) or not isinstance(rkey, str) or not _AT_URI.match(f"at://{did}/{collection}/{rkey}"):
         raise MalformedEvent("Jetstream commit has no valid did and rkey")
-    return did, rkey, commit.get("record")
+    return did, collection, rkey, commit.get("record")
+
+
+def _quoted_uri(embed: Any) -> str | None:
+    if not isinstance(embed, dict):
+        return None
+    kind = embed.get("$type")
+    if kind == _QUOTE_WITH_MEDIA_EMBED:
+        embed = embed.get("record")
+        kind = _QUOTE_EMBED if isinstance(embed, dict) else None
+    if kind != _QUOTE_EMBED or not isinstance(embed, dict):
+        return None
+    ref = embed.get("record")
+    uri = ref.get("uri") if isinstance(ref, dict) else None
+    return uri if isinstance(uri, str) and _AT_URI.match(uri) else None
 
 
 def _clean(text: str) -> str:

@@ -22,6 +22,7 @@ hands every created post that concerns the brand to `on_post(RawPost)` and:
 - reports the cursor to `on_cursor` at most every `checkpoint_interval` seconds and when it
   stops. The stored cursor therefore lags the real progress a little: a restart replays a few
   seconds (plus the rewind) and relies on the caller storing posts idempotently by external id;
+- reports every failed connection to `on_error(message)` (the account's health);
 - reconnects with exponential back-off and full jitter, and returns when `stop` is set.
 
 The `RawPost` payload is the envelope `{"source": "jetstream", "item": <event>}` that
@@ -174,6 +175,7 @@ class JetstreamConsumer:
         wanted_dids: Iterable[str] = (),
         cursor: int | None = None,
         on_cursor: Callable[[int], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
         stop: threading.Event | None = None,
         rewind_us: int = DEFAULT_REWIND_US,
         backoff_initial: float = 1.0,
@@ -192,6 +194,7 @@ class JetstreamConsumer:
         self.wanted_dids = list(dict.fromkeys(d for d in wanted_dids if d))
         self.cursor = cursor
         self.on_cursor = on_cursor
+        self.on_error = on_error
         self.stop = stop or threading.Event()
         self.rewind_us = rewind_us
         self.backoff_initial = backoff_initial
@@ -221,6 +224,8 @@ class JetstreamConsumer:
                     raise
                 except (OSError, TimeoutError, WebSocketException, _CallbackFailed) as exc:
                     log.warning("jetstream connection to %s ended: %s", self._host(), exc)
+                    if self.on_error is not None and not self.stop.is_set():
+                        self.on_error(f"Jetstream {self._host()}: {exc}")
                 if self.stop.is_set():
                     break
                 failures = 0 if received else failures + 1

@@ -248,6 +248,9 @@ class MastodonConnector:
         if followers is not None and (isinstance(followers, bool) or not isinstance(followers, int)):
             raise MalformedEvent(f"{where}: followers_count {followers!r} is not a number")
         visibility = _str_field(payload, "visibility", where) or "public"
+        reblog = payload.get("reblog")
+        if reblog is not None and not isinstance(reblog, dict):
+            raise MalformedEvent(f"{where}: reblog is not a status object")
         return Post(
             external_id=status_id,
             author_handle=acct.strip(),
@@ -262,6 +265,11 @@ class MastodonConnector:
             from_brand=self._is_brand(acct),
             url=_str_field(payload, "url", where),
             language=_str_field(payload, "language", where),
+            # A boost is a status of its own whose `reblog` holds the boosted status; it has no text.
+            is_repost=reblog is not None,
+            repost_of_external_id=_id_field(reblog, "id", where) if reblog is not None else None,
+            quote_of_external_id=_quoted_id(payload.get("quote"), where),
+            author_is_bot=account.get("bot") is True,
         )
 
     # -- publish ---------------------------------------------------------------------------
@@ -449,6 +457,17 @@ def _id_field(data: dict[str, Any], key: str, where: str) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise MalformedEvent(f"{where}: {key} {value!r} is not an ID")
     return str(value)
+
+
+def _quoted_id(quote: Any, where: str) -> str | None:
+    """The quoted status of a quote post (Mastodon 4.4+): a Quote holds `quoted_status`, a
+    ShallowQuote only `quoted_status_id`. Anything else means the status quotes nothing."""
+    if not isinstance(quote, dict):
+        return None
+    quoted = quote.get("quoted_status")
+    if isinstance(quoted, dict):
+        return _id_field(quoted, "id", where)
+    return _id_field(quote, "quoted_status_id", where)
 
 
 def _str_field(data: dict[str, Any], key: str, where: str) -> str:

@@ -558,13 +558,20 @@ class XConnector:
         note = data.get("note_tweet")
         if isinstance(note, dict) and isinstance(note.get("text"), str) and note["text"]:
             text = note["text"]  # a long post: "text" holds only the first 280 characters
-        in_reply_to = None
+        in_reply_to = retweet_of = quote_of = None
         references = data.get("referenced_tweets") or []
         if not isinstance(references, list):
             raise MalformedEvent(f"{where}: referenced_tweets is not a list")
         for ref in references:
-            if isinstance(ref, dict) and ref.get("type") == "replied_to":
+            if not isinstance(ref, dict):
+                continue
+            if ref.get("type") == "replied_to":
                 in_reply_to = _id(ref.get("id"), "referenced_tweets.id", where)
+            elif ref.get("type") == "retweeted":
+                # A retweet's text is "RT @author: …", the original's words, not the retweeter's.
+                retweet_of = _id(ref.get("id"), "referenced_tweets.id", where)
+            elif ref.get("type") == "quoted":
+                quote_of = _id(ref.get("id"), "referenced_tweets.id", where)
         language = _text(data, "lang", where)
         return Post(
             external_id=tweet_id,
@@ -579,6 +586,9 @@ class XConnector:
             from_brand=self._is_brand(author_id, username),
             url=f"https://x.com/{username}/status/{tweet_id}",
             language="" if language in ("und", "zxx", "qme", "qst") else language,
+            is_repost=retweet_of is not None,
+            repost_of_external_id=retweet_of,
+            quote_of_external_id=quote_of,
         )
 
     def _normalize_dm(self, data: dict[str, Any], event_id: str, users: dict[str, dict[str, Any]]) -> Post:

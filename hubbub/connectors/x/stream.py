@@ -35,7 +35,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +67,8 @@ RECENT_SEARCH_SPAN = dt.timedelta(days=7) - dt.timedelta(minutes=5)
 # X sends a keep-alive every 20 s; a little longer without any byte means the connection is dead.
 READ_TIMEOUT = 25.0
 CONNECT_TIMEOUT = 10.0
+# A post with its expansions is a few kilobytes; a line this long is a broken or hostile stream.
+MAX_LINE_BYTES = 1 << 20
 
 
 @dataclass
@@ -169,6 +171,23 @@ def _rules_data(body: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in data if isinstance(r, dict) and r.get("id")] if isinstance(data, list) else []
 
 
+def _lines(response: requests.Response, limit: int) -> Iterator[bytes]:
+    """The stream's lines as they arrive; a line longer than `limit` drops the connection rather
+    than growing in memory (the recovery after the reconnect reads what it held)."""
+    pending = bytearray()
+    for chunk in response.iter_content(chunk_size=512):
+        pending += chunk
+        # Split only when the chunk ends a line, so a long line is not scanned again per chunk.
+        if b"\n" in chunk:
+            *lines, rest = bytes(pending).split(b"\n")
+            yield from lines
+            pending = bytearray(rest)
+        if len(pending) > limit:
+            raise _Reconnect("reconnect", f"X sent a line longer than {limit} bytes")
+    if pending:
+        yield bytes(pending)
+
+
 class _Reconnect(Exception):
     def __init__(self, kind: str, message: str, at_least: float = 0.0):
         super().__init__(message)
@@ -244,11 +263,13 @@ class FilteredStream:
         cursor: dict[str, Any] | None = None,
         *,
         checkpoint: Callable[[dict[str, Any]], Any] | None = None,
+        on_error: Callable[[str], Any] | None = None,
     ) -> dict[str, Any]:
         """Deliver stream posts to `on_post` until `stop_event` is set; return the cursor to store.
 
         `checkpoint(cursor)`, if given, is called at most every `checkpoint_every` seconds and at the
-        end. Raises PermanentError when X refuses the credentials or the request.
+        end; `on_error(message)` after every connection that failed (for the account's health).
+        Raises PermanentError when X refuses the credentials or the request.
         """
         self.cursor = {k: v for k, v in (cursor or {}).items() if k in ("since_id", "recent", "recover_from")}
         self._recent = OrderedDict((str(i), None) for i in self.cursor.get("recent") or [])
@@ -271,6 +292,8 @@ class FilteredStream:
                 except _Reconnect as exc:
                     kind, at_least = exc.kind, exc.at_least
                     log.warning("X stream: %s", exc)
+                    if on_error and not stop_event.is_set():
+                        on_error(f"X stream: {exc}")
                 if kind == "reconnect":
                     connected_before = True
                 if stop_event.is_set():
@@ -355,7 +378,7 @@ class FilteredStream:
             self._recover(on_post, stop_event)
         healthy = False
         try:
-            for line in response.iter_lines(chunk_size=512):
+            for line in _lines(response, MAX_LINE_BYTES):
                 if stop_event.is_set():
                     return
                 if not healthy:

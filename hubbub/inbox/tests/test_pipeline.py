@@ -5,12 +5,15 @@ from pathlib import Path
 import pytest
 
 from hubbub.accounts.actions import do_create_organization
+from hubbub.accounts.models import Department
 from hubbub.connectors.actions import do_import_file, do_store_events
 from hubbub.connectors.base import RawPost
 from hubbub.connectors.models import EventState, InboundEvent, Network, SocialAccount
 from hubbub.inbox import pipeline
 from hubbub.inbox.actions import do_retry_event
 from hubbub.inbox.models import Case, CaseStatus, Direction, Identity, Message
+from hubbub.listening.actions import do_save_query
+from hubbub.listening.models import ListeningQuery
 from hubbub.playbook.actions import do_publish_default_playbook
 from hubbub.worker import Worker
 
@@ -193,3 +196,54 @@ def test_playbook_routes_legal_threats_and_private_data(org):
     assert (legal.department.slug, legal.get_priority_display()) == ("legal", "Urgent")
     leaked = Case.objects.get(customer__identities__handle="8")
     assert "card_number" in leaked.private_data and leaked.get_priority_display() == "Urgent"
+
+
+def _customer_post(account, tweet_id: str, author: str, text: str) -> None:
+    row = {
+        "tweet_id": tweet_id,
+        "author_id": author,
+        "inbound": "True",
+        "created_at": "2017-11-06T09:00:00Z",
+        "text": text,
+        "response_tweet_id": "",
+        "in_response_to_tweet_id": "",
+    }
+    do_store_events(account, [RawPost(tweet_id, row)])
+
+
+def test_listening_queries_mark_cases_and_route_what_no_rule_claims(org):
+    account = SocialAccount.objects.create(
+        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
+    )
+    operations = Department.objects.get(organization=org, slug="operations")
+    do_save_query(org, None, name="Battery", query='battery NEAR/3 hot OR "battery swollen"', department=operations)
+    _customer_post(account, "1", "7", "my phone battery got really hot overnight, is that normal?")
+    _customer_post(account, "2", "8", "where is my parcel?")
+    drain()
+    matched = Case.objects.get(customer__identities__handle="7")
+    assert matched.listening == ["Battery"] and matched.department == operations
+    assert matched.messages.get().classification["listening"] == ["Battery"]
+    other = Case.objects.get(customer__identities__handle="8")
+    assert other.listening == [] and other.department.slug == "customer-service"
+
+    # An edit applies to the next batch without restarting anything.
+    query = ListeningQuery.objects.get(organization=org)
+    do_save_query(org, None, name="Battery", query="parcel", department=operations, listening_query=query)
+    _customer_post(account, "3", "9", "parcel lost again")
+    drain()
+    assert Case.objects.get(customer__identities__handle="9").listening == ["Battery"]
+
+
+def test_noise_is_filtered_before_threading_and_kept_for_review(org):
+    account = SocialAccount.objects.create(
+        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
+    )
+    text = "Boycott @acme until they stop testing on animals, share this everywhere now please!"
+    for n in range(6):
+        _customer_post(account, str(n + 1), f"user{n}", text)
+    drain()
+    # The first post of the copy-paste campaign is a case; the five copies are filtered, not lost.
+    assert Case.objects.count() == 1
+    filtered = InboundEvent.objects.filter(state=EventState.FILTERED)
+    assert filtered.count() == 5 and set(filtered.values_list("noise_rule", flat=True)) == {"campaign"}
+    assert InboundEvent.objects.filter(state=EventState.DONE).count() == 1

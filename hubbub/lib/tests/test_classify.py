@@ -9,6 +9,7 @@ import pytest
 
 from hubbub.lib.classify import (
     INTENTS,
+    LABELS,
     MAX_TEXT,
     Classification,
     classify,
@@ -277,6 +278,12 @@ def test_non_latin_script():
         ("order #A1B2C3D4 never arrived", "order_number"),
         ("booking reference: QX7R2P9 was cancelled", "order_number"),
         ("confirmation number 7781234 please check", "order_number"),
+        ("please send it to 221B Baker Street instead", "street_address"),
+        ("we live at 1600 Pennsylvania Ave NW", "street_address"),
+        ("deliver to 12 main street, springfield", "street_address"),
+        ("livrez au 12 rue de la Paix, merci", "street_address"),
+        ("die Adresse ist Hauptstraße 5 in Berlin", "street_address"),
+        ("calle Mayor 5, Madrid", "street_address"),
     ],
 )
 def test_private_data_kinds(text, kind):
@@ -296,6 +303,9 @@ def test_no_false_private_data():
         "Flight AC123 leaves at 10:45 on 2024-05-17",
         "pi is 3.14159265358979",
         "my order is late again",
+        "I waited 3 hours down the street for the bus",
+        "2 days on the road and still no parcel",
+        "flight 123 on the way to Main Street Station",
         "",
     ]:
         assert find_private_data(text) == (), text
@@ -304,3 +314,70 @@ def test_no_false_private_data():
 def test_several_kinds_in_fixed_order():
     text = "acct 87654321, card 4111-1111-1111-1111, mail a@b.example, +1 212 555 0100"
     assert find_private_data(text) == ("email", "phone", "card_number", "account_number")
+
+
+# --------------------------------------------------------------------------------------------
+# The taxonomy: several labels at once, each with a confidence
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("@acme my parcel never arrived and nobody answers, terrible service", "complaint"),
+        ("@acme how do I reset my password?", "question"),
+        ("@acme thank you so much, your team was amazing today", "praise"),
+        ("@acme how much is the premium plan? I want to buy it for my business", "sales_lead"),
+        ("@acme I am taking legal action, my lawyer will contact you", "legal_threat"),
+        ("@acme please add a dark mode to the app, it would be great", "feature_request"),
+        ("@acme is the site down? not loading for anyone else", "outage"),
+        ("@acme your staff member at the store was so rude to me", "employee"),
+        ("@acme are you hiring? I would love a job in your careers team", "employee"),
+        ("Hi @acme, I'm a journalist working on a story, request for comment", "press"),
+        ("free followers!! follow back, click here http://a.example http://b.example http://c.example", "spam"),
+    ],
+)
+def test_taxonomy_labels(text, label):
+    c = classify(text)
+    found = dict(c.labels)
+    assert label in found, (text, c.labels)
+    assert 0 < found[label] <= 1
+    assert all(name in LABELS for name in found)
+
+
+def test_labels_are_multi_label_and_include_the_main_intent():
+    c = classify("@acme your app is down again and I can't log in, this is a disgrace")
+    found = dict(c.labels)
+    assert {"complaint", "outage"} <= set(found)
+    assert c.intent == "complaint" and found["complaint"] == c.intent_confidence
+    confidences = [conf for _, conf in c.labels]
+    assert confidences == sorted(confidences, reverse=True)
+
+
+def test_no_labels_without_evidence():
+    assert classify("").labels == ()
+    assert classify("ok").labels == ()
+    assert "spam" not in dict(classify("@acme my order #12345678 never came http://example.com/track").labels)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "😡" * 100_000,
+        "<div>" * 25_000,
+        "<a href='" * 15_000,
+        "(" * 100_000,
+        "1 " * 50_000 + "Street",
+        "12 " + "Main " * 30_000 + "Street",
+        "rue " * 30_000 + "5",
+        "follow back " * 10_000,
+        "http://x " * 20_000,
+    ],
+)
+def test_hostile_input_is_cut_before_any_pattern(text):
+    # Only the first MAX_TEXT characters are read: the same answer as for the cut text.
+    assert len(text) > MAX_TEXT
+    c = classify(text)
+    assert c == classify(text[:MAX_TEXT])
+    assert all(name in LABELS for name, _ in c.labels)
+    assert find_private_data(text) == find_private_data(text[:MAX_TEXT])

@@ -1,4 +1,6 @@
 import random
+import re
+import unicodedata
 
 import pytest
 
@@ -14,9 +16,13 @@ from hubbub.lib.query import (
     QuerySet,
     QuerySyntaxError,
     Term,
+    Untranslatable,
     Wildcard,
+    _is_word_char,
     matches,
+    normalise,
     parse,
+    to_network_rule,
     words,
 )
 
@@ -484,3 +490,144 @@ def test_queryset_agrees_with_single_queries_and_the_reference():
     for doc in docs:
         assert query_set.match(doc) == fresh.match(doc)
         assert query_set.match(doc) == reference(trees, doc)
+
+
+# --- Translation to a network's search syntax -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "rule"),
+    [
+        ("acme refund", "acme refund"),
+        ('acme OR "acme corp"', '(acme OR "acme corp")'),
+        ("acme -job", "acme -job"),
+        ('acme -"job offer"', 'acme -"job offer"'),
+        ("acme -(job OR hiring)", "acme -(job OR hiring)"),
+        ("acme NOT (job hiring)", "acme -(job hiring)"),
+        ("author:@AcmeHelp", "from:acmehelp"),
+        ("acme lang:en", "acme lang:en"),
+        ("url:https://www.Acme.com/help acme", 'url:"www.acme.com/help" acme'),
+        ("(a b) OR c", "((a b) OR c)"),
+        ("acme channel:twitter", "acme"),
+        ("acme NOT -job", "acme job"),
+        ("acme (channel:twitter OR channel:mastodon)", "acme"),
+    ],
+)
+def test_x_rules_say_exactly_what_x_can(query, rule):
+    assert to_network_rule(query, "twitter") == rule
+
+
+@pytest.mark.parametrize(
+    ("query", "rule"),
+    [
+        # X has no proximity or wildcard operator for streams: widened, the matcher narrows again.
+        ("acme NEAR/3 refund", "acme refund"),
+        ("acme refund*", "acme"),
+        ("(acme OR refund*) late", "late"),
+        ("acme lang:en-gb", "acme lang:en"),
+        # A negation of something widened would drop posts the query wants: the negation goes.
+        ("acme -refund*", "acme"),
+        ("acme -(late NEAR/2 refund)", "acme"),
+        ("acme -(late lang:en-gb)", "acme"),
+        ("acme author:not-an-x-handle", "acme"),
+    ],
+)
+def test_x_rules_widen_what_x_cannot_say(query, rule):
+    assert to_network_rule(query, "twitter") == rule
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("refund*", "X needs a word"),
+        ("lang:en refund*", "X needs a word"),
+        ("acme channel:mastodon", "never match"),
+        ("acme OR refund*", "X needs a word"),
+        (" ".join(f"word{i}" for i in range(150)), "characters"),
+    ],
+)
+def test_x_refuses_what_it_cannot_filter(query, reason):
+    with pytest.raises(Untranslatable) as caught:
+        to_network_rule(query, "twitter")
+    assert reason in str(caught.value)
+
+
+def test_keyword_search_is_the_words_every_match_needs():
+    assert to_network_rule('acme "money back"', "mastodon") == '"money back" acme'
+    assert to_network_rule("(acme refund) OR (acme late)", "bluesky") == "acme"
+    assert to_network_rule("acme NEAR/2 refund -job lang:en", "bluesky") == "acme refund"
+    assert to_network_rule("acme channel:bluesky", "bluesky") == "acme"
+    with pytest.raises(Untranslatable):
+        to_network_rule("acme OR globex", "mastodon")
+    with pytest.raises(Untranslatable):
+        to_network_rule("acme channel:twitter", "bluesky")
+    with pytest.raises(Untranslatable):
+        to_network_rule("author:bob", "mastodon")
+    with pytest.raises(QuerySyntaxError):
+        to_network_rule("acme AND", "twitter")
+
+
+def _x_reference(rule: str, doc: Document) -> bool:
+    """Evaluate an X rule we generated, by turning it back into our own syntax."""
+    ours = re.sub(r'url:"([^"]*)"', r"url:\1", rule.replace("from:", "author:"))
+    return matches(ours, doc)
+
+
+def test_translations_are_supersets_of_the_query():
+    # Every post the query matches must pass the network's filter, or the stream never brings it.
+    rng = random.Random(99)
+    checked = 0
+    for _ in range(400):
+        text = random_query(rng)
+        try:
+            parse(text)
+        except QuerySyntaxError:
+            continue
+        docs = [random_doc(rng) for _ in range(40)]
+        for network in ("twitter", "bluesky"):
+            try:
+                rule = to_network_rule(text, network)
+            except Untranslatable:
+                continue
+            for doc in docs:
+                if not matches(text, doc):
+                    continue
+                checked += 1
+                doc_on_network = Document(doc.text, doc.author, doc.lang, network, doc.url)
+                if network == "twitter":
+                    # X tags a post with a bare language code.
+                    doc_on_network = Document(doc.text, doc.author, doc.lang.split("-")[0], network, doc.url)
+                    if matches(text, Document(doc.text, doc.author, doc.lang, network, doc.url)):
+                        assert _x_reference(rule, doc_on_network), (text, rule, doc)
+                elif matches(text, doc_on_network):
+                    assert all(matches(word, doc) for word in re.findall(r'"[^"]+"|\S+', rule)), (text, rule)
+    assert checked > 200
+
+
+# --- normalise() against a slow, obviously-correct reference ----------------------------------
+
+
+def reference_normalise(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text)
+    folded = text.casefold().replace("i\u0307", "i")
+    kept = "".join(c if c.isascii() and c.isalnum() or not c.isascii() and _is_word_char(c) else " " for c in folded)
+    return f" {' '.join(kept.split())} "
+
+
+TRICKY = (
+    [chr(c) for c in range(32, 127)]
+    + list("\u00a0\u00df\u0130\u0131\u0307\u0301\u0345\u03a3\u03c2\ufe0f\u200d\u200b\u2764\u3000\x85\x1c\t\n")
+    + list("\ufb01\u01c4\u01c5\u2160\u24b6\uff21\ud800\udfff\u0915\u094d\u0e01\u0e48\u1e9e\u212a\U0001f525\U000e0100")
+)
+
+
+def test_normalise_agrees_with_the_reference_on_hostile_unicode():
+    rng = random.Random(5)
+    for _ in range(3000):
+        pool = TRICKY if rng.random() < 0.7 else [chr(rng.randrange(0x80, 0x30000)) for _ in range(20)]
+        text = "".join(rng.choice(pool) for _ in range(rng.randint(0, 40)))
+        if rng.random() < 0.3:
+            text = text.upper()
+        assert normalise(text) == reference_normalise(text), repr(text)
+    for text in ["İSTANBUL'da", "I\u0307stanbul", "cafe\u0301", "ΣΊΣΥΦΟΣ σίσυφος", "ǅemal ǄEMAL", "Ⅻ ⓐⒶ", "ﬁne"]:
+        assert normalise(text) == reference_normalise(text), text

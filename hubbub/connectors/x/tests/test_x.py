@@ -656,6 +656,28 @@ def test_clean_end_and_operational_disconnect_reconnect(server: FakeX) -> None:
     assert collector.ids == [post["id"]]
 
 
+def test_a_huge_or_broken_line_drops_the_connection_and_loses_nothing(server: FakeX) -> None:
+    stream = stream_for(server)
+    stream.sync_rules({"outage": "outage"})
+    collector = Collector()
+    stop, thread, _ = run_stream(stream, collector)
+    assert server.wait_for_stream(1)
+    server.send_raw_to_stream(b'{"data": {"id": "1", "text": "cut off')  # not JSON once the line ends
+    server.send_raw_to_stream(b"\r\n[1, 2]\r\n")  # JSON, but not a message
+    first = server.add_tweet("outage one", username="alice")
+    assert collector.wait_for(1)
+    # A post the stream never delivers (it was inside the broken line, say)...
+    second = server.add_tweet("outage two", username="bob", to_stream=False)
+    # ...and a line with no end in sight: the consumer hangs up instead of buffering it all,
+    # and the recovery after the reconnect finds the missed post.
+    server.send_raw_to_stream(b"x" * (2 << 20))
+    assert server.wait_for_stream(2)
+    third = server.add_tweet("outage three", username="carol")
+    assert collector.wait_for(3)
+    stop_stream(stop, thread)
+    assert collector.ids == [first["id"], second["id"], third["id"]]
+
+
 def test_restart_recovers_what_was_posted_while_away_without_repeats(server: FakeX) -> None:
     stream = stream_for(server)
     stream.sync_rules({"outage": "outage"})

@@ -31,9 +31,10 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--demo", action="store_true", help="load the demo and serve its local Mastodon instances")
         parser.add_argument("--no-worker", action="store_true", help="web server only")
+        parser.add_argument("--no-streams", action="store_true", help="the worker does not consume streams")
         parser.add_argument("--threads", type=int, default=8)
 
-    def handle(self, host: str, port: int, demo: bool, no_worker: bool, threads: int, **options):
+    def handle(self, host: str, port: int, demo: bool, no_worker: bool, no_streams: bool, threads: int, **options):
         from waitress import serve
 
         servers = []
@@ -44,7 +45,8 @@ class Command(BaseCommand):
             env["HUBBUB_ALLOW_PRIVATE_URLS"] = "1"
         worker = None
         if not no_worker:
-            worker = subprocess.Popen([sys.executable, "-m", "hubbub", "worker"], env=env)  # noqa: S603
+            command = [sys.executable, "-m", "hubbub", "worker", *(["--no-streams"] if no_streams else [])]
+            worker = subprocess.Popen(command, env=env)  # noqa: S603
         url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/"
         self.stdout.write(self.style.SUCCESS(f"\nhubbub is running at {url}"))
         if demo:

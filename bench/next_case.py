@@ -1,0 +1,271 @@
+""""Next case" latency with a million open cases and 50 agents asking at once, on PostgreSQL.
+
+    HUBBUB_DATABASE_URL=postgres://postgres@127.0.0.1:5432/hubbub \
+        .venv/bin/python bench/next_case.py [--cases 1000000] [--agents 50] [--asks 40]
+
+Drops and creates a throw-away database `hubbub_bench_routing` on that server, migrates it, and
+fills it with generate_series (one INSERT … SELECT per table, no Python loop): N working,
+unassigned cases over the seven departments, with priorities, SLA due times, languages, intents
+and two networks, plus past replies by the agents so that stickiness is in play. Then A agent
+processes (each its own connection, several departments each, some with language or channel
+skills) wait on one barrier and call do_next_case() back to back, K times each. Prints
+p50/p95/p99 of the calls, and checks in the database that no case went to two agents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+DATABASE = "hubbub_bench_routing"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", type=int, default=1_000_000)
+    parser.add_argument("--agents", type=int, default=50)
+    parser.add_argument("--asks", type=int, default=40, help="next-case requests per agent")
+    parser.add_argument("--reuse", action="store_true", help="keep the filled database of the last run")
+    args = parser.parse_args()
+    url = os.environ.get("HUBBUB_DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        sys.exit("set HUBBUB_DATABASE_URL=postgres://…: this benchmark measures PostgreSQL")
+    base = url.rsplit("/", 1)[0]
+    os.environ["HUBBUB_DATABASE_URL"] = f"{base}/{DATABASE}"
+    if not args.reuse:
+        _recreate_database(base)
+    _setup_django()
+    from django.core.management import call_command
+
+    if not args.reuse:
+        call_command("migrate", verbosity=0)
+        started = time.perf_counter()
+        _fill(args.cases, args.agents)
+        print(f"filled {args.cases:,} open cases in {time.perf_counter() - started:.0f} s")
+    else:
+        _reset_assignments()
+    memberships = _memberships(args.agents)
+
+    from django.db import connections
+
+    connections.close_all()  # each agent process opens its own connection
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(len(memberships))
+    results = context.Queue()
+    workers = [context.Process(target=_agent, args=(pk, args.asks, barrier, results)) for pk in memberships]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    latencies: list[float] = []
+    handed: list[int] = []
+    refusals: dict[str, int] = {}
+    client_cpu = 0.0
+    for _ in workers:
+        times, cases, refused, cpu = results.get(timeout=600)
+        client_cpu += cpu
+        latencies += times
+        handed += cases
+        for reason, count in refused.items():
+            refusals[reason] = refusals.get(reason, 0) + count
+    for worker in workers:
+        worker.join()
+    wall = time.perf_counter() - started
+    _report(latencies, handed, refusals, wall, len(memberships))
+    cpu_per_call = client_cpu / max(len(latencies), 1) * 1000
+    print(f"client (Django) CPU per call {cpu_per_call:.1f} ms; load average {os.getloadavg()[0]:.1f}")
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hubbub.settings")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import django
+
+    django.setup()
+
+
+def _recreate_database(base_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{base_url}/postgres", autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
+        connection.execute(f"CREATE DATABASE {DATABASE}")
+
+
+def _constant_columns(model, generated: set[str]) -> tuple[list[str], list]:
+    """Every other column of the model with its default, so columns added later still load."""
+    from django.db import connection
+
+    template = model()
+    columns, values = [], []
+    for field in model._meta.concrete_fields:
+        if field.primary_key or field.attname in generated:
+            continue
+        columns.append(connection.ops.quote_name(field.column))
+        values.append(field.get_db_prep_save(getattr(template, field.attname), connection))
+    return columns, values
+
+
+def _fill(count: int, agents: int) -> None:
+    from django.contrib.auth.models import User
+    from django.db import connection, transaction
+
+    from hubbub.accounts.actions import do_add_member, do_create_organization
+    from hubbub.accounts.models import Availability, Membership
+    from hubbub.connectors.models import Network, SocialAccount
+    from hubbub.inbox.models import Case, Customer, Message
+
+    org = do_create_organization("Bench", "bench")
+    mastodon = SocialAccount.objects.create(organization=org, network=Network.MASTODON, handle="bench")
+    twitter = SocialAccount.objects.create(organization=org, network=Network.TWITTER, handle="bench")
+    departments = list(org.departments.order_by("id").values_list("id", flat=True))
+    slugs = list(org.departments.order_by("id").values_list("slug", flat=True))
+    customers = count // 4
+    with transaction.atomic(), connection.cursor() as cursor:
+        columns, values = _constant_columns(Customer, {"organization_id", "display_name"})
+        cursor.execute(
+            f"INSERT INTO inbox_customer (organization_id, display_name, {', '.join(columns)}) "  # noqa: S608
+            f"SELECT %s, 'customer ' || g, {', '.join(['%s'] * len(values))} "
+            "FROM generate_series(1::bigint, %s::bigint) g",
+            [org.pk, *values, customers],
+        )
+        cursor.execute("SELECT min(id) FROM inbox_customer")
+        first_customer = cursor.fetchone()[0]
+        generated = {
+            "organization_id",
+            "department_id",
+            "account_id",
+            "customer_id",
+            "status",
+            "priority",
+            "subject",
+            "intent",
+            "language",
+            "opened_at",
+            "last_message_at",
+            "first_response_due_at",
+        }
+        columns, values = _constant_columns(Case, generated)
+        # Spread like a real queue: mostly normal priority, due times over the next few days (some
+        # already breached), a tenth in French, a third on X, a mix of intents.
+        cursor.execute(
+            f"""
+            INSERT INTO inbox_case (organization_id, department_id, account_id, customer_id, status, priority,
+                subject, intent, language, opened_at, last_message_at, first_response_due_at, {", ".join(columns)})
+            SELECT %s, (%s::bigint[])[1 + g %% %s],
+                CASE WHEN g %% 3 = 0 THEN %s ELSE %s END,
+                %s + (g * 7919) %% %s,
+                CASE WHEN g %% 2 = 0 THEN 'new' ELSE 'open' END,
+                (ARRAY[1, 2, 2, 3, 3, 3, 3, 4])[1 + (g * 104729) %% 8],
+                'case ' || g || ': my order has not arrived',
+                (ARRAY['complaint', 'question', 'praise', 'other'])[1 + g %% 4],
+                CASE WHEN g %% 10 = 0 THEN 'fr' ELSE 'en' END,
+                now() - ((g * 31) %% 10080) * interval '1 minute',
+                now() - ((g * 31) %% 10080) * interval '1 minute',
+                now() + (((g * 7907) %% 5760) - 720) * interval '1 minute',
+                {", ".join(["%s"] * len(values))}
+            FROM generate_series(1::bigint, %s::bigint) g
+            """,  # noqa: S608
+            [org.pk, departments, len(departments), twitter.pk, mastodon.pk, first_customer, customers, *values, count],
+        )
+    users = []
+    for n in range(agents):
+        user = User.objects.create_user(f"agent{n}", password="x")
+        # Each agent works two or three departments, customer service most of all.
+        chosen = [slugs[0], slugs[1 + n % (len(slugs) - 1)]] + ([slugs[2 + n % 5]] if n % 3 == 0 else [])
+        membership = do_add_member(org, user, "agent", chosen)
+        membership.availability = Availability.ONLINE
+        membership.capacity = 10_000
+        membership.languages = ["en"] if n % 4 == 1 else []
+        membership.channels = ["mastodon"] if n % 5 == 2 else []
+        membership.save()
+        users.append(user.pk)
+    # Past replies by the agents, so that some customers are sticky to one of them.
+    with transaction.atomic(), connection.cursor() as cursor:
+        columns, values = _constant_columns(
+            Message, {"case_id", "account_id", "direction", "author_user_id", "text", "created_at"}
+        )
+        cursor.execute(
+            f"""
+            INSERT INTO inbox_message (case_id, account_id, direction, author_user_id, text, created_at,
+                {", ".join(columns)})
+            SELECT c.id, c.account_id, 'out', (%s::bigint[])[1 + (c.id / 200) %% %s], 'we are on it',
+                now() - interval '1 day', {", ".join(["%s"] * len(values))}
+            FROM inbox_case c WHERE c.id %% 200 = 0
+            """,  # noqa: S608
+            [users, len(users), *values],
+        )
+        cursor.execute("ANALYZE")
+    assert Membership.objects.filter(availability=Availability.ONLINE).count() == agents
+    assert Case.objects.count() == count
+
+
+def _reset_assignments() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE inbox_case SET assignee_id = NULL WHERE assignee_id IS NOT NULL")
+        cursor.execute("DELETE FROM routing_assignment")
+
+
+def _memberships(agents: int) -> list[int]:
+    from hubbub.accounts.models import Membership
+
+    return list(Membership.objects.order_by("id").values_list("pk", flat=True)[:agents])
+
+
+def _agent(membership_id: int, asks: int, barrier, results) -> None:
+    from hubbub.accounts.models import Membership
+    from hubbub.routing.actions import RoutingError, do_next_case
+
+    membership = Membership.objects.get(pk=membership_id)
+    times: list[float] = []
+    cases: list[int] = []
+    refused: dict[str, int] = {}
+    barrier.wait()
+    cpu_started = time.process_time()
+    for _ in range(asks):
+        started = time.perf_counter()
+        try:
+            cases.append(do_next_case(membership).case_id)
+        except RoutingError as error:
+            refused[str(error)] = refused.get(str(error), 0) + 1
+        times.append((time.perf_counter() - started) * 1000)
+    results.put((times, cases, refused, time.process_time() - cpu_started))
+
+
+def _report(latencies: list[float], handed: list[int], refusals: dict[str, int], wall: float, agents: int) -> None:
+    from django.db import connection
+
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(len(latencies) * p))]
+
+    print(f"{agents} agents, {len(latencies):,} next-case calls in {wall:.1f} s ({len(latencies) / wall:.0f}/s)")
+    print(
+        f"latency p50 {statistics.median(latencies):.1f} ms  p95 {pct(0.95):.1f} ms  "
+        f"p99 {pct(0.99):.1f} ms  max {latencies[-1]:.1f} ms"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*), count(DISTINCT case_id) FROM routing_assignment")
+        assignments, distinct_cases = cursor.fetchone()
+        cursor.execute("SELECT count(*) FROM inbox_case WHERE assignee_id IS NOT NULL")
+        (assigned,) = cursor.fetchone()
+    twice = len(handed) - len(set(handed))
+    print(
+        f"handed out {len(handed):,}; handed twice: {twice}; assignments {assignments:,} "
+        f"for {distinct_cases:,} distinct cases; cases with an assignee {assigned:,}"
+    )
+    if refusals:
+        print("refused:", refusals)
+    if twice or assignments != distinct_cases or assigned != len(handed):
+        sys.exit("FAIL: a case was handed to two agents")
+
+
+if __name__ == "__main__":
+    main()

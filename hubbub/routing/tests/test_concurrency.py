@@ -1,0 +1,93 @@
+"""Many agents pressing "next case" at the same moment, each on its own database connection.
+
+PostgreSQL only: that is where requests really run side by side (SKIP LOCKED). On SQLite the
+write lock runs them one at a time, which the sequential tests already cover.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection, connections
+
+from hubbub.inbox.models import Case, Priority
+from hubbub.routing.actions import RoutingError, do_next_case
+from hubbub.routing.models import Assignment
+from hubbub.routing.tests.helpers import make_account, make_agent, make_case, make_org
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent connections: PostgreSQL"),
+]
+
+AGENTS = 24
+CAPACITY = 3
+
+
+def _ask_until_refused(membership, start: threading.Barrier, handed: list[int], errors: list[BaseException]):
+    try:
+        start.wait(timeout=30)
+        while True:
+            try:
+                handed.append(do_next_case(membership).case_id)
+            except RoutingError:
+                return
+    except BaseException as exc:  # any other failure must fail the test, not vanish with the thread
+        errors.append(exc)
+    finally:
+        connections.close_all()
+
+
+def _run_agents(memberships) -> tuple[list[int], list[BaseException]]:
+    start = threading.Barrier(len(memberships))
+    handed: list[int] = []
+    errors: list[BaseException] = []
+    threads = [threading.Thread(target=_ask_until_refused, args=(m, start, handed, errors)) for m in memberships]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    return handed, errors
+
+
+def test_no_case_is_handed_to_two_agents_when_all_ask_at_once():
+    org = make_org()
+    account = make_account(org)
+    departments = ("customer-service", "sales")
+    cases = [
+        make_case(org, account, department=departments[n % 2], priority=Priority.values[n % 4], due_in_minutes=n)
+        for n in range(50)
+    ]
+    agents = [make_agent(org, f"agent{n}", departments=departments, capacity=CAPACITY) for n in range(AGENTS)]
+
+    handed, errors = _run_agents(agents)
+
+    assert errors == []
+    assert len(handed) == len(set(handed)), "a case was handed out twice"
+    # 24 agents x 3 = 72 places for 50 cases: every case went to someone.
+    assert sorted(handed) == sorted(case.pk for case in cases)
+    holders = Counter(Case.objects.filter(pk__in=handed).values_list("assignee_id", flat=True))
+    assert None not in holders and max(holders.values()) <= CAPACITY
+    assert Assignment.objects.filter(released_at__isnull=True).count() == len(cases)
+
+
+def test_capacity_holds_when_the_cases_outnumber_the_agents():
+    org = make_org()
+    account = make_account(org)
+    for n in range(40):
+        make_case(org, account, due_in_minutes=n)
+    # The same agent on several connections at once (double clicks, two tabs) stays within capacity.
+    agent = make_agent(org, "ada", capacity=CAPACITY)
+    others = [make_agent(org, f"agent{n}", capacity=CAPACITY) for n in range(5)]
+
+    handed, errors = _run_agents([agent] * 6 + others)
+
+    assert errors == []
+    assert len(handed) == len(set(handed))
+    holders = Counter(Case.objects.filter(assignee__isnull=False).values_list("assignee_id", flat=True))
+    assert holders[agent.user_id] == CAPACITY
+    assert all(count == CAPACITY for count in holders.values())
+    assert len(handed) == CAPACITY * 6

@@ -1,0 +1,90 @@
+"""Routing pages: an agent's availability and "next case"; the supervisor's live board."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from hubbub.connectors.models import SocialAccount
+from hubbub.inbox.access import can_supervise, check_supervisor
+from hubbub.inbox.views import partial_login_required, with_membership
+from hubbub.routing import actions
+from hubbub.routing.actions import RoutingError
+from hubbub.routing.board import department_board, warning_window
+
+BOARD_REFRESH_SECONDS = 5
+
+
+def _page(request, membership, template: str, context: dict[str, Any]) -> HttpResponse:
+    header = {
+        "membership": membership,
+        "memberships": getattr(request, "memberships", [membership]),
+        "is_supervisor": can_supervise(membership),
+        "unhealthy_accounts": SocialAccount.objects.filter(
+            organization_id=membership.organization_id, healthy=False
+        ).count(),
+    }
+    return render(request, template, {**header, **context})
+
+
+def _board_context(membership) -> dict[str, Any]:
+    return {
+        "rows": department_board(membership),
+        "now": timezone.now(),
+        "warning_minutes": int(warning_window().total_seconds() // 60),
+        "refresh_seconds": BOARD_REFRESH_SECONDS,
+    }
+
+
+@login_required
+@require_GET
+@with_membership
+def home(request, membership):
+    context: dict[str, Any] = {"load": actions.open_load(membership)}
+    if can_supervise(membership):
+        context.update(_board_context(membership))
+    return _page(request, membership, "routing/home.html", context)
+
+
+@partial_login_required
+@require_GET
+@with_membership
+def board(request, membership):
+    check_supervisor(membership)
+    return render(request, "routing/_board.html", _board_context(membership))
+
+
+@login_required
+@require_POST
+@with_membership
+def next_case(request, membership):
+    try:
+        handed = actions.do_next_case(membership)
+    except RoutingError as exc:
+        messages.error(request, str(exc))
+        return redirect("routing:home")
+    messages.success(request, f"Case {handed.case_id} is yours.")
+    url = reverse("inbox:case", args=[handed.case_id])
+    if request.headers.get("HX-Request"):
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+@login_required
+@require_POST
+@with_membership
+def availability(request, membership):
+    try:
+        actions.do_set_availability(membership, request.POST.get("availability", ""))
+    except RoutingError as exc:
+        messages.error(request, str(exc))
+    return redirect("routing:home")
