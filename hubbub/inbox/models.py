@@ -94,6 +94,10 @@ class Case(models.Model):
     private_data = models.JSONField(default=list, blank=True)
     # Names of the listening queries the opening post matched.
     listening = models.JSONField(default=list, blank=True)
+    # Set by the playbook: labels for reporting and filtering.
+    tags = models.JSONField(default=list, blank=True)
+    # Set by the playbook (or crisis mode): a reply waits for a supervisor's approval before it is sent.
+    requires_approval = models.BooleanField(default=False)
     reach = models.PositiveIntegerField(null=True, blank=True)
     playbook_rule = models.CharField(max_length=200, blank=True)
     playbook_version = models.PositiveIntegerField(null=True, blank=True)
