@@ -11,8 +11,9 @@ Jetstream turns the network's firehose into JSON events, one per websocket text 
 "identity" or "account". `time_us` is the cursor: connecting with `?cursor=<time_us>` replays
 every event from that time on, and a cursor is valid on every Jetstream instance.
 
-`JetstreamConsumer` asks for `wantedCollections=app.bsky.feed.post` (and `wantedDids` if given),
-hands every created post that concerns the brand to `on_post(RawPost)` and:
+`JetstreamConsumer` asks for `wantedCollections=app.bsky.feed.post` and `app.bsky.feed.repost`
+(and `wantedDids` if given), hands every created post that concerns the brand, and every repost of
+a brand post, to `on_post(RawPost)` and:
 
 - resumes on every (re)connect from its cursor rewound by `rewind_us` (5 s), as Jetstream's
   README advises for gapless playback, and drops what the rewind replays by at-uri, so the
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL = "wss://jetstream2.us-east.bsky.network/subscribe"
 POST_COLLECTION = "app.bsky.feed.post"
+# Reposts of the brand's posts are read too: the noise rules fold them into the original as engagement.
+REPOST_COLLECTION = "app.bsky.feed.repost"
 DEFAULT_REWIND_US = 5_000_000
 # Text longer than this is not searched for keywords (Bluesky allows 3000 bytes of text).
 MAX_MATCH_CHARS = 10_000
@@ -98,6 +101,10 @@ class PostFilter:
     def matches(self, author_did: str, record: dict[str, Any]) -> bool:
         if self.brand_did and author_did == self.brand_did and not self.include_own:
             return False
+        if record.get("$type") == REPOST_COLLECTION:
+            subject = record.get("subject")
+            uri = subject.get("uri") if isinstance(subject, dict) else None
+            return bool(self._brand_prefix) and isinstance(uri, str) and uri.startswith(self._brand_prefix or "\0")
         text = record.get("text")
         text = text[:MAX_MATCH_CHARS] if isinstance(text, str) else ""
         if self.brand_did and self._mentions_brand(record.get("facets")):
@@ -269,7 +276,7 @@ class JetstreamConsumer:
 
     def subscribe_url(self) -> str:
         """The URL to connect with now: filters and the cursor rewound by `rewind_us`."""
-        params: list[tuple[str, str]] = [("wantedCollections", POST_COLLECTION)]
+        params: list[tuple[str, str]] = [("wantedCollections", c) for c in (POST_COLLECTION, REPOST_COLLECTION)]
         params += [("wantedDids", did) for did in self.wanted_dids]
         if self.cursor is not None:
             params.append(("cursor", str(max(0, self.cursor - self.rewind_us))))
@@ -335,12 +342,13 @@ def _created_post_uri(event: dict[str, Any]) -> str | None:
     did = event.get("did")
     if not isinstance(commit, dict) or not isinstance(did, str) or not did.startswith("did:"):
         return None
-    if commit.get("operation") != "create" or commit.get("collection") != POST_COLLECTION:
+    collection = commit.get("collection")
+    if commit.get("operation") != "create" or collection not in (POST_COLLECTION, REPOST_COLLECTION):
         return None
     rkey = commit.get("rkey")
     if not isinstance(rkey, str) or not rkey or "/" in rkey or not isinstance(commit.get("record"), dict):
         return None
-    return post_uri(did, rkey)
+    return f"at://{did}/{collection}/{rkey}"
 
 
 def _as_http(url: str) -> str:

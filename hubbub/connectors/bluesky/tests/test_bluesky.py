@@ -85,7 +85,7 @@ class Consumer:
         assert not self.thread.is_alive()
 
     def texts(self) -> list[str]:
-        return [p.payload["item"]["commit"]["record"]["text"] for p in self.delivered]
+        return [p.payload["item"]["commit"]["record"].get("text", "") for p in self.delivered]
 
 
 def post_event(did: str, text: str, time_us: int, **record: Any) -> dict[str, Any]:
@@ -118,6 +118,24 @@ def test_jetstream_delivers_posts_that_concern_the_brand(server: FakeBluesky) ->
         server.add_post("widgets are fine", handle="erin.test")  # not the whole word
         server.add_post("@brand.testing is someone else", handle="frank.test", facets=[])
         server.add_post("our own post about a widget", handle="brand.test")  # the brand itself
+        other_post = server.add_post("unrelated thoughts", handle="harry.test")
+        for subject in (brand_post, other_post):  # a repost of the brand's post, and of someone else's
+            server.add_raw_event(
+                {
+                    "did": "did:plc:reposter",
+                    "kind": "commit",
+                    "commit": {
+                        "operation": "create",
+                        "collection": "app.bsky.feed.repost",
+                        "rkey": f"3repost{len(subject['uri'])}{subject['uri'][-4:]}",
+                        "record": {
+                            "$type": "app.bsky.feed.repost",
+                            "subject": {"uri": subject["uri"], "cid": "bafyreitest"},
+                            "createdAt": "2024-05-01T12:00:00.000Z",
+                        },
+                    },
+                }
+            )
         server.add_raw_event({"did": "did:plc:x", "kind": "identity", "identity": {"did": "did:plc:x"}})
         server.add_raw_event(
             {
@@ -127,18 +145,21 @@ def test_jetstream_delivers_posts_that_concern_the_brand(server: FakeBluesky) ->
             }
         )
         last = server.add_post("a last widget post", handle="gina.test")
-        wait_until(lambda: len(run.delivered) == 5)
+        wait_until(lambda: len(run.delivered) == 6)
         time.sleep(0.1)
     assert run.texts() == [
         "@brand.test my parcel is lost",
         "hey @BRAND.test anyone there?",
         "nice",
         "this widget broke",
+        "",  # the repost of the brand's post, folded into it as engagement by the noise rules
         "a last widget post",
     ]
+    repost = run.delivered[4]
+    assert "/app.bsky.feed.repost/" in repost.external_id
     assert run.delivered[-1].external_id == last["uri"]
     assert json.loads(json.dumps(run.delivered[0].payload)) == run.delivered[0].payload
-    assert server.jetstream.connects[0]["wantedCollections"] == ["app.bsky.feed.post"]
+    assert server.jetstream.connects[0]["wantedCollections"] == ["app.bsky.feed.post", "app.bsky.feed.repost"]
     # The cursor covers every event read, not only the delivered ones, and is reported on stop.
     assert run.cursors[-1] == server.events[-1]["time_us"] == run.consumer.cursor
 
