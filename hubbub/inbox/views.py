@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from hubbub.accounts.models import Department
-from hubbub.connectors.models import SocialAccount
+from hubbub.connectors.models import InboundEvent, SocialAccount
 from hubbub.inbox import actions as inbox_actions
 from hubbub.inbox.access import (
     access_assignee,
@@ -248,6 +248,14 @@ def _thread_context(case: Case) -> dict[str, Any]:
     )
     earlier_hidden = len(latest) > THREAD_LIMIT
     shown = latest[:THREAD_LIMIT][::-1]
+    # Reposts and duplicates the noise rules folded onto a message count on its event.
+    engagement = dict(
+        InboundEvent.objects.filter(pk__in=[m.event_id for m in shown if m.event_id], engagement__gt=0).values_list(
+            "pk", "engagement"
+        )
+    )
+    for message in shown:
+        message.engagement = engagement.get(message.event_id, 0)
     notes = case.notes.select_related("author")
     if earlier_hidden:
         notes = notes.filter(created_at__gte=shown[0].created_at)

@@ -776,3 +776,14 @@ def test_accounts_page(agent_client, org, account):
     assert "@brand@social.example" in html and "@down@social.example" in html
     assert "badge healthy" in html and "badge unhealthy" in html
     assert "401 token revoked" in html
+
+
+def test_case_page_counts_reposts_and_copies_folded_onto_a_post(agent_client, account):
+    case = make_case(account, subject="Your app lost my photos")
+    message = case.messages.get()
+    event = InboundEvent.objects.create(account=account, external_id="post-x", payload={"text": "x"}, engagement=3)
+    Message.objects.filter(pk=message.pk).update(event=event)
+    page = agent_client.get(case_url("case", case)).content.decode()
+    assert "+3 reposts/copies" in page
+    InboundEvent.objects.filter(pk=event.pk).update(engagement=0)
+    assert "reposts/copies" not in agent_client.get(case_url("case", case)).content.decode()
