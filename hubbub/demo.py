@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from hubbub.accounts.actions import do_add_member, do_create_organization
-from hubbub.accounts.models import Organization, Role
+from hubbub.accounts.models import Availability, Membership, Organization, Role
 from hubbub.connectors.actions import do_store_events
 from hubbub.connectors.base import RawPost
 from hubbub.connectors.models import Network, SocialAccount
@@ -231,7 +231,9 @@ def load_demo(seed: int = 7) -> list[Organization]:
             org = do_create_organization(brand.name, brand.slug)
             do_publish_default_playbook(org)
         for name, role, departments in DEMO_USERS:
-            do_add_member(org, users[name], role, departments)
+            membership = do_add_member(org, users[name], role, departments)
+            # The demo team is at work: "Next case" hands out cases at once.
+            Membership.objects.filter(pk=membership.pk).update(availability=Availability.ONLINE)
         account, created = SocialAccount.objects.get_or_create(
             organization=org,
             network=Network.MASTODON,

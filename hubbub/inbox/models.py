@@ -184,7 +184,13 @@ class Message(models.Model):
                 name="message_unique_external_id",
             )
         ]
-        indexes = [models.Index(fields=["case", "created_at"], name="message_case_time")]
+        indexes = [
+            models.Index(fields=["case", "created_at"], name="message_case_time"),
+            # "Next case" prefers the customers an agent answered lately: their replies, newest first.
+            models.Index(
+                fields=["author_user", "-created_at"], condition=Q(author_user__isnull=False), name="message_agent_time"
+            ),
+        ]
         ordering = ["created_at", "id"]
 
     def __str__(self) -> str:

@@ -787,3 +787,18 @@ def test_case_page_counts_reposts_and_copies_folded_onto_a_post(agent_client, ac
     assert "+3 reposts/copies" in page
     InboundEvent.objects.filter(pk=event.pk).update(engagement=0)
     assert "reposts/copies" not in agent_client.get(case_url("case", case)).content.decode()
+
+
+def test_next_case_from_the_queue_hands_the_most_urgent_case(agent_client, agent, account):
+    later = make_case(account, subject="later", priority=Priority.LOW)
+    urgent = make_case(account, subject="urgent", priority=Priority.URGENT)
+    page = agent_client.get(reverse("inbox:queue")).content.decode()
+    assert reverse("routing:next_case") in page
+    # Agents start away: the routing page says so and has the switch.
+    assert agent_client.post(reverse("routing:next_case")).url == reverse("routing:home")
+    agent_client.post(reverse("routing:availability"), {"availability": "online"})
+    response = agent_client.post(reverse("routing:next_case"))
+    assert response.status_code == 302 and response.url == case_url("case", urgent)
+    urgent.refresh_from_db()
+    later.refresh_from_db()
+    assert urgent.assignee == agent and later.assignee is None
