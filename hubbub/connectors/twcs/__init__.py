@@ -162,14 +162,24 @@ MONTHS = {
 }
 
 
+_ZONES: dict[str, dt.timezone] = {"+0000": dt.UTC}
+
+
+def _zone(offset: str) -> dt.timezone:
+    sign = -1 if offset[0] == "-" else 1
+    zone = dt.timezone(sign * dt.timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
+    if len(_ZONES) < 100:
+        _ZONES[offset] = zone
+    return zone
+
+
 def _twitter_time(value: str) -> dt.datetime:
     # "Tue Oct 31 22:10:47 +0000 2017", read by hand: strptime is the slowest step of an import.
     _, month, day, clock, offset, year = value.split()
     hours, minutes, seconds = clock.split(":")
     if len(offset) != 5 or offset[0] not in "+-":
         raise ValueError(offset)
-    sign = -1 if offset[0] == "-" else 1
-    zone = dt.timezone(sign * dt.timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
+    zone = _ZONES.get(offset) or _zone(offset)
     return dt.datetime(int(year), MONTHS[month], int(day), int(hours), int(minutes), int(seconds), tzinfo=zone)
 
 
