@@ -11,7 +11,7 @@ from django.utils import timezone
 from hubbub.accounts.models import Department, Membership
 from hubbub.connectors.models import EventState, InboundEvent
 from hubbub.governance.actions import do_audit
-from hubbub.inbox.models import Case, CaseStatus, Direction, Message, Note
+from hubbub.inbox.models import Case, CaseStatus, Direction, Message, Note, Priority
 from hubbub.inbox.pipeline import route
 from hubbub.lib.classify import LABELS
 from hubbub.lib.playbook import PostFacts
@@ -68,6 +68,18 @@ def do_transfer(case: Case, user, department: Department) -> None:
     case.assignee = None
     case.save(update_fields=["department", "assignee"])
     do_audit(case.organization, user, "case.transferred", case, source=previous.slug, destination=department.slug)
+
+
+@transaction.atomic
+def do_set_priority(case: Case, user, priority: int) -> None:
+    """A supervisor's override: the case keeps this priority until they change it again."""
+    if priority not in Priority.values:
+        raise CaseActionError(f"{priority!r} is not a priority")
+    before = case.priority
+    case.priority = priority
+    case.priority_overridden = True
+    case.save(update_fields=["priority", "priority_overridden"])
+    do_audit(case.organization, user, "case.priority_set", case, before=before, after=priority)
 
 
 @transaction.atomic

@@ -1,3 +1,6 @@
+import dataclasses
+import datetime as dt
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -5,6 +8,7 @@ from django.utils import timezone
 
 from hubbub.accounts.models import Department, Organization
 from hubbub.connectors.models import InboundEvent, SocialAccount
+from hubbub.lib.priority import Signals
 
 
 class Customer(models.Model):
@@ -75,6 +79,8 @@ class Case(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="cases"
     )
     priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
+    # A supervisor set the priority by hand: the score no longer moves it.
+    priority_overridden = models.BooleanField(default=False)
     # The opening post, cut short, so queue pages never load messages.
     subject = models.CharField(max_length=280, blank=True)
     # The opening post's understanding (see hubbub.understanding.combine), or what an agent set.
@@ -135,6 +141,23 @@ class Case(models.Model):
     def label_list(self) -> list[tuple[str, float]]:
         """The labels, most confident first (for the case page)."""
         return sorted(self.labels.items(), key=lambda item: -item[1]) if isinstance(self.labels, dict) else []
+
+    def priority_signals(self, now: dt.datetime | None = None) -> Signals:
+        """What the explainable priority score (hubbub.lib.priority) reads of this case."""
+        signals = Signals(
+            severity=self.severity,
+            sentiment=self.sentiment,
+            sentiment_intensity=abs(self.sentiment_score),
+            followers=self.reach,
+        )
+        if self.first_response_due_at is None or self.first_responded_at is not None:
+            return signals
+        now = now or timezone.now()
+        return dataclasses.replace(
+            signals,
+            sla_left=self.first_response_due_at - now,
+            sla_target=self.first_response_due_at - self.opened_at,
+        )
 
     def sla_breached(self, now=None) -> bool:
         due = self.first_response_due_at

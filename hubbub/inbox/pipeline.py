@@ -36,6 +36,8 @@ from hubbub.inbox.models import (
     Visibility,
 )
 from hubbub.lib.playbook import DEFAULT_RULE, PRIORITIES, CompiledPlaybook, Decision, PostFacts
+from hubbub.lib.priority import Signals
+from hubbub.lib.priority import score as priority_score
 from hubbub.listening.actions import Matcher, matcher_for
 from hubbub.playbook.actions import active_playbook
 from hubbub.understanding.actions import understand
@@ -288,12 +290,21 @@ class _Threader:
             department_id = next(
                 (self.matcher.departments[n] for n in matched if self.matcher.departments.get(n)), department_id
             )
+        # The playbook's priority is the floor; what the post says (severity, sentiment, reach) can raise it.
+        scored = priority_score(
+            Signals(
+                severity=understood.severity,
+                sentiment=understood.sentiment,
+                sentiment_intensity=abs(understood.sentiment_score),
+                followers=identity.followers,
+            )
+        )
         case = Case(
             organization_id=self.organization_id,
             department_id=department_id or self._fallback_department(),
             account=account,
             status=CaseStatus.NEW,
-            priority=decision.priority,
+            priority=min(decision.priority, scored.level),
             subject=post.text[:280],
             intent=understood.intent,
             intent_confidence=understood.intent_confidence,

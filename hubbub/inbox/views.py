@@ -28,6 +28,7 @@ from hubbub.inbox.access import (
     access_outbound,
     access_transfer_target,
     can_supervise,
+    check_supervisor,
     current_membership,
     dead_letters,
     department_members,
@@ -37,7 +38,8 @@ from hubbub.inbox.access import (
     visible_departments,
 )
 from hubbub.inbox.actions import CaseActionError
-from hubbub.inbox.models import WORKING_STATUSES, Case, Identity, Visibility
+from hubbub.inbox.models import WORKING_STATUSES, Case, Identity, Priority, Visibility
+from hubbub.lib.priority import score as priority_score
 from hubbub.publishing import actions as publishing_actions
 from hubbub.publishing.actions import ReplyError
 from hubbub.publishing.models import OutboxState
@@ -265,6 +267,9 @@ def _thread_context(case: Case) -> dict[str, Any]:
     unsent = case.outbox.exclude(state=OutboxState.SENT).select_related("created_by").order_by("created_at", "id")
     return {
         "case": case,
+        # The score moves as the SLA clock runs, so the live refresh recomputes it.
+        "priority_score": priority_score(case.priority_signals()),
+        "priorities": Priority.choices,
         "timeline": timeline,
         "earlier_hidden": earlier_hidden,
         "thread_limit": THREAD_LIMIT,
@@ -314,7 +319,8 @@ def case_detail(request, membership, case_id):
 @with_membership
 def case_thread(request, membership, case_id):
     case = access_case(membership, case_id)
-    return render(request, "inbox/_thread_refresh.html", _thread_context(case))
+    context = _thread_context(case) | {"is_supervisor": can_supervise(membership)}
+    return render(request, "inbox/_thread_refresh.html", context)
 
 
 @login_required
@@ -373,6 +379,21 @@ def transfer(request, membership, case_id):
     if department.pk in membership.visible_department_ids():
         return _to_case(case)
     return redirect("inbox:queue")
+
+
+@login_required
+@require_POST
+@with_membership
+def set_priority(request, membership, case_id):
+    case = access_case(membership, case_id)
+    check_supervisor(membership)
+    try:
+        priority = int(request.POST.get("priority", ""))
+    except ValueError:
+        priority = 0
+    if _run(request, inbox_actions.do_set_priority, case, request.user, priority):
+        messages.success(request, f"Case {case.pk} is now {case.get_priority_display().lower()}.")
+    return _to_case(case)
 
 
 @login_required

@@ -247,3 +247,17 @@ def test_noise_is_filtered_before_threading_and_kept_for_review(org):
     filtered = InboundEvent.objects.filter(state=EventState.FILTERED)
     assert filtered.count() == 5 and set(filtered.values_list("noise_rule", flat=True)) == {"campaign"}
     assert InboundEvent.objects.filter(state=EventState.DONE).count() == 1
+
+
+def test_what_a_post_says_can_raise_the_playbook_priority_but_never_lower_it(org):
+    account = SocialAccount.objects.create(
+        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
+    )
+    _customer_post(account, "1", "7", "@acme you stole my money, you liars, a disgrace, I blame you entirely")
+    _customer_post(account, "2", "8", "@acme what time does the Leeds store open on Sunday?")
+    drain()
+    angry = Case.objects.get(customer__identities__handle="7")
+    calm = Case.objects.get(customer__identities__handle="8")
+    assert angry.severity >= 3 and angry.priority < 3  # the default playbook alone says normal (3)
+    # A calm question scores low, but the playbook's normal is the floor.
+    assert calm.severity == 0 and calm.priority == 3

@@ -802,3 +802,22 @@ def test_next_case_from_the_queue_hands_the_most_urgent_case(agent_client, agent
     urgent.refresh_from_db()
     later.refresh_from_db()
     assert urgent.assignee == agent and later.assignee is None
+
+
+def test_case_page_explains_the_priority_and_supervisors_override_it(client, agent_client, supervisor, org, account):
+    case = make_case(account, priority=Priority.NORMAL)
+    Case.objects.filter(pk=case.pk).update(severity=4, reach=250_000)
+    page = agent_client.get(case_url("case", case)).content.decode()
+    assert "severity 4 of 4: +30" in page and "250,000 followers" in page
+    assert case_url("priority", case) not in page  # agents see why, not the override
+    assert agent_client.post(case_url("priority", case), {"priority": "1"}).status_code == 404
+
+    client.force_login(supervisor)
+    assert client.post(case_url("priority", case), {"priority": "urgent!"}).status_code == 302
+    case.refresh_from_db()
+    assert case.priority == Priority.NORMAL and not case.priority_overridden
+    client.post(case_url("priority", case), {"priority": "1"})
+    case.refresh_from_db()
+    assert case.priority == Priority.URGENT and case.priority_overridden
+    assert "case.priority_set" in audit_actions(org)
+    assert "set by a supervisor" in client.get(case_url("case", case)).content.decode()
