@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "hubbub.listening.apps.Config",
     "hubbub.understanding",
     "hubbub.routing.apps.Config",
+    "hubbub.crisis.apps.Config",
 ]
 
 MIDDLEWARE = [

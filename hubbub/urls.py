@@ -8,6 +8,8 @@ urlpatterns = [
     path("", include("hubbub.inbox.urls")),
     path("listening/", include("hubbub.listening.urls")),
     path("routing/", include("hubbub.routing.urls")),
+    path("playbooks/", include("hubbub.playbook.urls")),
+    path("", include("hubbub.crisis.urls")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

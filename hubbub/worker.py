@@ -9,16 +9,20 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass
 
 from django.db import close_old_connections
 
 from hubbub.connectors.actions import do_poll_due_accounts
 from hubbub.connectors.streams import StreamSupervisor
+from hubbub.crisis.actions import do_detect_spikes
 from hubbub.inbox.pipeline import process_pending
 from hubbub.publishing.actions import publish_due
 
 log = logging.getLogger(__name__)
+# Volumes are compared per hour: looking for spikes more often than this finds nothing new.
+SPIKE_DETECTION_INTERVAL = 60.0
 
 
 @dataclass
@@ -26,6 +30,7 @@ class Tally:
     polled: int = 0
     processed: int = 0
     published: int = 0
+    alerts: int = 0
 
 
 class Worker:
@@ -39,6 +44,7 @@ class Worker:
         self.stopping = False
         self._stopped = threading.Event()
         self.tally = Tally()
+        self._next_spike_detection = 0.0
 
     def stop(self, *_args) -> None:
         # Finish the step in hand (its transaction commits or rolls back whole), then leave.
@@ -56,7 +62,19 @@ class Worker:
         self.tally.processed += processed
         published = publish_due()
         self.tally.published += published
+        self._detect_spikes()
+        # Not counted as work: drain must end, and a detection run always finds "something" to count.
         return work + processed + published
+
+    def _detect_spikes(self) -> None:
+        if time.monotonic() < self._next_spike_detection:
+            return
+        self._next_spike_detection = time.monotonic() + SPIKE_DETECTION_INTERVAL
+        try:
+            self.tally.alerts += len(do_detect_spikes())
+        except Exception:
+            # A detector failure must not hold up posts and replies; it is tried again next minute.
+            log.exception("spike detection failed")
 
     def drain(self, on_progress=None) -> Tally:
         """Process everything pending, then return."""

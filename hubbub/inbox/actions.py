@@ -180,15 +180,20 @@ def _route_from_triage(case: Case, text: str) -> list[str]:
     if department.pk != case.department_id:
         case.assignee = None
     case.department = department
-    case.priority = decision.priority
+    if not case.priority_overridden:
+        case.priority = decision.priority
     case.first_response_due_at = case.opened_at + dt.timedelta(minutes=decision.first_response_minutes)
     case.playbook_rule = decision.rule[:200]
     case.playbook_version = version
+    case.tags = sorted(set(case.tags) | set(decision.tags))
+    case.requires_approval = case.requires_approval or decision.requires_approval
     case.needs_triage = False
     return [
         "department",
         "assignee",
         "priority",
+        "tags",
+        "requires_approval",
         "first_response_due_at",
         "playbook_rule",
         "playbook_version",

@@ -35,7 +35,7 @@ from hubbub.inbox.models import (
     Message,
     Visibility,
 )
-from hubbub.lib.playbook import DEFAULT_RULE, PRIORITIES, CompiledPlaybook, Decision, PostFacts
+from hubbub.lib.playbook import DEFAULT_RULE, PRIORITIES, Decision, PostFacts, Router
 from hubbub.lib.priority import Signals
 from hubbub.lib.priority import score as priority_score
 from hubbub.listening.actions import Matcher, matcher_for
@@ -72,7 +72,7 @@ def triage_department_slug() -> str:
     return settings.HUBBUB_TRIAGE_DEPARTMENT
 
 
-def route(playbook: CompiledPlaybook | None, facts: PostFacts) -> Decision:
+def route(playbook: Router | None, facts: PostFacts) -> Decision:
     """Where the playbook sends a post (the fallback when the organization has none yet)."""
     return FALLBACK if playbook is None else playbook.route(facts)
 
@@ -285,7 +285,7 @@ class _Threader:
         triage = understood.needs_triage(self.triage_below)
         # Too unsure to route by: a person confirms the labels first (priority and SLA still apply).
         department_id = self.departments.get(triage_department_slug() if triage else decision.department)
-        if not triage and decision.rule in ("", DEFAULT_RULE):
+        if not triage and decision.rule.split(" › ")[0] in ("", DEFAULT_RULE):
             # No playbook rule claimed the post: a listening query it matched may name a department.
             department_id = next(
                 (self.matcher.departments[n] for n in matched if self.matcher.departments.get(n)), department_id
@@ -320,6 +320,8 @@ class _Threader:
             listening=matched,
             reach=identity.followers,
             playbook_rule=decision.rule[:200],
+            tags=list(decision.tags),
+            requires_approval=decision.requires_approval,
             playbook_version=self.version,
             opened_at=post.created_at,
             last_message_at=post.created_at,

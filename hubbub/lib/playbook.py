@@ -1,11 +1,15 @@
 """Playbook rules: parse and validate the YAML, then route a post with the first rule that matches.
 
-A playbook looks like this::
+An organization has one *intake* playbook, which picks the department, and may have one playbook
+per department, which that department's posts then run through. The intake playbook looks like
+this::
 
     default:
       department: customer-service
       priority: normal
       first_response_minutes: 60
+    templates:
+      apology: "Sorry to hear that, {customer_name}. We are on it (case {case_id})."
     rules:
       - name: Legal threats
         when:
@@ -14,14 +18,28 @@ A playbook looks like this::
           department: legal
           priority: urgent
           first_response_minutes: 30
+          requires_approval: true
+          notify: [marketing]
 
 Conditions in one `when` must all hold; a list inside a condition means "any of". Conditions:
 terms, intent, sentiment, channel, language, min_followers, max_followers, private_data,
 min_severity (0-4), labels (any of hubbub.lib.classify.LABELS) and listening (names of listening
 queries the post matched).
 
-An optional `noise:` section switches the spam and noise rules (hubbub.lib.noise) off or tunes
-them; each rule is `true`, `false`, or a mapping of its settings::
+Actions: department, priority, first_response_minutes, next_response_minutes, resolution_minutes,
+tags, requires_approval, templates (names of suggested replies), acknowledge (the name of the
+template sent automatically), private (move the conversation private), notify (departments told
+of the case, with a hand-off receipt) and escalate. Templates may use the placeholders in
+PLACEHOLDERS; `{{` and `}}` write a literal brace.
+
+A department's playbook has the same shape, but its `default` is optional and partial, and it
+has no `noise:` section. Its first matching rule (or its default) refines the intake's decision:
+values it sets replace the intake's, tags and notified departments add up, and the flags (approval,
+private, escalate) switch on. A `department` in a department's playbook hands the post to that
+department, whose playbook then runs in turn; a set whose hand-offs could loop is refused.
+
+An optional `noise:` section of the intake playbook switches the spam and noise rules
+(hubbub.lib.noise) off or tunes them; each rule is `true`, `false`, or a mapping of its settings::
 
     noise:
       reposts: true
@@ -33,8 +51,10 @@ them; each rule is `true`, `false`, or a mapping of its settings::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Protocol
 
 import yaml
 
@@ -45,6 +65,7 @@ MAX_TEXT = 2000
 # The name a decision carries when no rule matched and the default applied.
 DEFAULT_RULE = "default"
 PRIORITIES = {"urgent": 1, "high": 2, "normal": 3, "low": 4}
+PRIORITY_NAMES = {number: name for name, number in PRIORITIES.items()}
 INTENTS = {"complaint", "question", "praise", "sales_lead", "legal_threat", "other"}
 SENTIMENTS = {"negative", "neutral", "positive"}
 CONDITIONS = {
@@ -60,7 +81,27 @@ CONDITIONS = {
     "labels",
     "listening",
 }
-ACTIONS = {"department", "priority", "first_response_minutes"}
+SLA_ACTIONS = ("first_response_minutes", "next_response_minutes", "resolution_minutes")
+FLAG_ACTIONS = ("requires_approval", "private", "escalate")
+ACTIONS = {"department", "priority", *SLA_ACTIONS, *FLAG_ACTIONS, "tags", "templates", "acknowledge", "notify"}
+# The intake's default must decide these, so that every post gets a queue and a clock.
+REQUIRED_DEFAULT = ("department", "priority", "first_response_minutes")
+# What a response template may refer to; the inbox fills them in when an agent picks a template.
+PLACEHOLDERS = {
+    "customer_name",
+    "customer_handle",
+    "case_id",
+    "department",
+    "agent_name",
+    "brand",
+    "channel",
+}
+MAX_TEMPLATE = 2000
+MAX_TEMPLATES = 200
+MAX_TAGS = 20
+MAX_TAG = 50
+# A week: longer targets are typos (minutes for hours) rather than policy.
+MAX_MINUTES = 7 * 24 * 60 * 4
 # noise rule -> its settings: (NoiseRules field, smallest, largest value)
 NOISE_SETTINGS: dict[str, dict[str, tuple[str, int, int]]] = {
     "reposts": {},
@@ -73,6 +114,9 @@ NOISE_SETTINGS: dict[str, dict[str, tuple[str, int, int]]] = {
     "bots": {"max_posts_per_hour": ("bot_max_posts_per_hour", 0, 100_000)},
 }
 MAX_BOT_PATTERNS = 50
+_TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,50}$")
+# `{{` and `}}` are literal braces; `{name}` is a placeholder; anything else between braces is refused.
+_TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]{0,60})\}")
 
 
 class PlaybookError(ValueError):
@@ -81,6 +125,7 @@ class PlaybookError(ValueError):
     def __init__(self, path: str, message: str):
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -100,19 +145,104 @@ class PostFacts:
 
 
 @dataclass(frozen=True)
+class ResponseTemplate:
+    """A suggested reply. Rendering substitutes text for placeholders and never evaluates anything;
+    the result is plain text that the page showing it escapes like any other."""
+
+    name: str
+    text: str
+
+    def render(self, values: Mapping[str, object]) -> str:
+        def substitute(match: re.Match[str]) -> str:
+            token = match.group(0)
+            if token in ("{{", "}}"):
+                return token[0]
+            value = values.get(match.group(1))
+            return "" if value is None else str(value)
+
+        return _TEMPLATE_TOKEN.sub(substitute, self.text)
+
+
+@dataclass(frozen=True)
 class Decision:
     department: str
     priority: int
     first_response_minutes: int
     rule: str
+    # None: the SLA policy's own target applies.
+    next_response_minutes: int | None = None
+    resolution_minutes: int | None = None
+    tags: tuple[str, ...] = ()
+    requires_approval: bool = False
+    templates: tuple[ResponseTemplate, ...] = ()
+    private: bool = False
+    acknowledge: ResponseTemplate | None = None
+    # Departments told of the case without working it; each gets a hand-off receipt.
+    notify: tuple[str, ...] = ()
+    escalate: bool = False
+    # The departments whose playbooks handed the post on, in order, before `department`.
+    handoffs: tuple[str, ...] = ()
+
+    @property
+    def priority_name(self) -> str:
+        return PRIORITY_NAMES.get(self.priority, str(self.priority))
+
+
+@dataclass(frozen=True)
+class Actions:
+    """What one rule (or a default) sets; None and empty mean "leave as decided so far"."""
+
+    department: str | None = None
+    priority: int | None = None
+    first_response_minutes: int | None = None
+    next_response_minutes: int | None = None
+    resolution_minutes: int | None = None
+    tags: tuple[str, ...] = ()
+    requires_approval: bool | None = None
+    templates: tuple[ResponseTemplate, ...] = ()
+    private: bool | None = None
+    acknowledge: ResponseTemplate | None = None
+    notify: tuple[str, ...] = ()
+    escalate: bool | None = None
+
+    def is_empty(self) -> bool:
+        return self == Actions()
+
+    def apply(self, decision: Decision, rule: str) -> Decision:
+        # Built field by field rather than with dataclasses.replace(): dry runs call this per post.
+        return Decision(
+            department=self.department if self.department is not None else decision.department,
+            priority=self.priority if self.priority is not None else decision.priority,
+            first_response_minutes=_first(self.first_response_minutes, decision.first_response_minutes),
+            rule=rule,
+            next_response_minutes=_first(self.next_response_minutes, decision.next_response_minutes),
+            resolution_minutes=_first(self.resolution_minutes, decision.resolution_minutes),
+            tags=_union(decision.tags, self.tags),
+            # A later playbook may add a requirement, never lift one an earlier playbook set.
+            requires_approval=decision.requires_approval or bool(self.requires_approval),
+            templates=_union(decision.templates, self.templates),
+            private=decision.private or bool(self.private),
+            acknowledge=self.acknowledge if self.acknowledge is not None else decision.acknowledge,
+            notify=_union(decision.notify, self.notify),
+            escalate=decision.escalate or bool(self.escalate),
+            handoffs=decision.handoffs,
+        )
+
+
+def _first[T](value: T | None, otherwise: T) -> T:
+    return value if value is not None else otherwise
+
+
+def _union[T](first: tuple[T, ...], second: tuple[T, ...]) -> tuple[T, ...]:
+    if not second:
+        return first
+    return tuple(dict.fromkeys(first + second))
 
 
 @dataclass
 class Rule:
     name: str
-    department: str | None
-    priority: int | None
-    first_response_minutes: int | None
+    then: Actions = field(default_factory=Actions)
     terms: re.Pattern[str] | None = None
     intents: frozenset[str] | None = None
     sentiments: frozenset[str] | None = None
@@ -151,29 +281,154 @@ class Rule:
         return self.terms is None or self.terms.search(text) is not None
 
 
+# Where a decision starts when a department playbook is used on its own (only dry runs do that).
+_EMPTY_DECISION = Decision(department="", priority=PRIORITIES["normal"], first_response_minutes=60, rule="")
+
+
 @dataclass
 class CompiledPlaybook:
-    default: Decision
+    """One playbook: the intake's (`department` None) or one department's."""
+
+    default_actions: Actions
     rules: list[Rule] = field(default_factory=list)
     noise: NoiseRules = DEFAULT_RULES
+    templates: dict[str, ResponseTemplate] = field(default_factory=dict)
+    department: str | None = None
+    # The decision when no rule matches (complete for an intake playbook); set in __post_init__.
+    default: Decision = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Every outcome of this playbook alone is known in advance: routing only picks one.
+        self.default = self.default_actions.apply(_EMPTY_DECISION, DEFAULT_RULE)
+        self._decisions = [rule.then.apply(self.default, rule.name) for rule in self.rules]
+
+    def _first_match(self, post: PostFacts) -> int:
+        text = post.text[:MAX_TEXT]
+        for index, rule in enumerate(self.rules):
+            if rule.matches(post, text):
+                return index
+        return -1
+
+    def match(self, post: PostFacts) -> tuple[str, Actions]:
+        """The first matching rule's name and actions, else the default's."""
+        index = self._first_match(post)
+        if index < 0:
+            return DEFAULT_RULE, self.default_actions
+        return self.rules[index].name, self.rules[index].then
 
     def route(self, post: PostFacts) -> Decision:
-        text = post.text[:MAX_TEXT]
-        for rule in self.rules:
-            if rule.matches(post, text):
-                return Decision(
-                    department=rule.department or self.default.department,
-                    priority=rule.priority or self.default.priority,
-                    first_response_minutes=rule.first_response_minutes or self.default.first_response_minutes,
-                    rule=rule.name,
-                )
-        return self.default
+        """This playbook alone (an intake playbook, without the departments' playbooks)."""
+        index = self._first_match(post)
+        return self.default if index < 0 else self._decisions[index]
 
     def departments(self) -> set[str]:
-        return {self.default.department} | {r.department for r in self.rules if r.department}
+        """Every department this playbook names (routes to, hands to or notifies)."""
+        named = {self.default_actions.department} | {r.then.department for r in self.rules}
+        for actions in [self.default_actions] + [r.then for r in self.rules]:
+            named.update(actions.notify)
+        return {slug for slug in named if slug}
+
+    def handoffs(self) -> set[str]:
+        """The departments a department's playbook may hand its posts to."""
+        targets = {self.default_actions.department} | {r.then.department for r in self.rules}
+        return {slug for slug in targets if slug and slug != self.department}
 
 
-def parse_yaml(source: str) -> dict[str, Any]:
+class Router(Protocol):
+    noise: NoiseRules
+
+    def route(self, post: PostFacts) -> Decision: ...
+
+
+@dataclass
+class PlaybookSet:
+    """The intake playbook plus the departments' playbooks: what the pipeline routes with."""
+
+    intake: CompiledPlaybook
+    by_department: dict[str, CompiledPlaybook] = field(default_factory=dict)
+
+    @property
+    def noise(self) -> NoiseRules:
+        return self.intake.noise
+
+    @property
+    def default(self) -> Decision:
+        return self.intake.default
+
+    def route(self, post: PostFacts) -> Decision:
+        decision = self.intake.route(post)
+        seen = {decision.department}
+        while (playbook := self.by_department.get(decision.department)) is not None:
+            name, actions = playbook.match(post)
+            if actions.is_empty():
+                break
+            current = decision.department
+            decided = actions.apply(decision, f"{decision.rule} › {current}: {name}")
+            if decided.department == current:
+                return decided
+            if decided.department in seen:
+                # check_set() refuses such sets at publish; never spin if one got through anyway.
+                return decision
+            seen.add(decided.department)
+            decision = replace(decided, handoffs=decision.handoffs + (current,))
+        return decision
+
+
+def check_set(playbook_set: PlaybookSet, departments: set[str]) -> None:
+    """Refuse a set that names a department the organization lacks or whose hand-offs loop.
+    Errors name the playbook: "customer-service: rules[2].then.department"."""
+    for slug, playbook in playbook_set.by_department.items():
+        if slug not in departments:
+            raise PlaybookError(slug, f"no department {slug!r} to own this playbook")
+        _check_departments(playbook, departments, prefix=f"{slug}: ")
+    _check_departments(playbook_set.intake, departments, prefix="")
+    edges = {slug: sorted(p.handoffs()) for slug, p in playbook_set.by_department.items()}
+    loop = _find_loop(edges)
+    if loop:
+        raise PlaybookError(loop[0], "hand-offs loop between departments: " + " → ".join(loop))
+
+
+def _find_loop(edges: dict[str, list[str]]) -> list[str]:
+    """A cycle in the hand-off graph as [a, b, …, a], or [] when there is none."""
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for target in edges.get(node, []):
+            if state.get(target) == 1:
+                return path[path.index(target) :] + [target]
+            if target not in state and (found := visit(target)):
+                return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for start in sorted(edges):
+        if start not in state and (found := visit(start)):
+            return found
+    return []
+
+
+def _check_departments(playbook: CompiledPlaybook, departments: set[str], prefix: str) -> None:
+    named = [("default", playbook.default_actions)] + [
+        (f"rules[{i}].then", r.then) for i, r in enumerate(playbook.rules)
+    ]
+    for where, actions in named:
+        if actions.department and actions.department not in departments:
+            raise PlaybookError(
+                f"{prefix}{where}.department",
+                f"no department {actions.department!r} (known: {', '.join(sorted(departments))})",
+            )
+        for slug in actions.notify:
+            if slug not in departments:
+                raise PlaybookError(
+                    f"{prefix}{where}.notify", f"no department {slug!r} (known: {', '.join(sorted(departments))})"
+                )
+
+
+def parse_yaml(source: str, department: str | None = None) -> dict[str, Any]:
     """YAML text -> the plain data stored in Playbook.rules. Raises PlaybookError."""
     if len(source) > 200_000:
         raise PlaybookError("", "the playbook is larger than 200 KB")
@@ -183,53 +438,97 @@ def parse_yaml(source: str) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise PlaybookError(where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if data is None and department is not None:
+        data = {}
     if not isinstance(data, dict):
         raise PlaybookError("", "a playbook is a mapping with `default` and `rules`")
-    compile_playbook(data)
+    compile_playbook(data, department=department)
     return data
 
 
-def compile_playbook(data: dict[str, Any], departments: set[str] | None = None) -> CompiledPlaybook:
-    """Validate plain playbook data and build the router. `departments` are the known slugs, if checked."""
-    unknown = set(data) - {"name", "default", "rules", "noise"}
+def compile_playbook(
+    data: dict[str, Any], departments: set[str] | None = None, department: str | None = None
+) -> CompiledPlaybook:
+    """Validate plain playbook data and build the router: the intake's, or `department`'s.
+    `departments` are the known slugs, if checked."""
+    allowed = {"name", "default", "rules", "templates"} | ({"noise"} if department is None else set())
+    unknown = set(data) - allowed
     if unknown:
-        raise PlaybookError(sorted(unknown)[0], "unknown key (expected name, default, rules, noise)")
+        key = sorted(unknown)[0]
+        if key == "noise":
+            raise PlaybookError(key, "only the intake playbook filters noise")
+        raise PlaybookError(key, "unknown key (expected " + ", ".join(sorted(allowed)) + ")")
+    templates = _templates(data.get("templates"))
     default_data = data.get("default")
-    if not isinstance(default_data, dict):
-        raise PlaybookError("default", "required: department, priority and first_response_minutes")
-    default_rule = _actions("default", default_data, required=True)
-    default = Decision(
-        department=default_rule.department or "",
-        priority=default_rule.priority or PRIORITIES["normal"],
-        first_response_minutes=default_rule.first_response_minutes or 60,
-        rule=DEFAULT_RULE,
-    )
+    if department is None and not isinstance(default_data, dict):
+        raise PlaybookError("default", "required: " + ", ".join(REQUIRED_DEFAULT))
+    if default_data is not None and not isinstance(default_data, dict):
+        raise PlaybookError("default", "must be a mapping of actions")
+    default_actions = _actions("default", default_data or {}, templates)
+    if department is None:
+        for key in REQUIRED_DEFAULT:
+            if getattr(default_actions, key) is None:
+                raise PlaybookError(f"default.{key}", "required")
     rules_data = data.get("rules") or []
     if not isinstance(rules_data, list):
         raise PlaybookError("rules", "must be a list of rules")
-    rules = [_rule(f"rules[{i}]", item) for i, item in enumerate(rules_data)]
-    compiled = CompiledPlaybook(default=default, rules=rules, noise=_noise(data.get("noise")))
+    rules = [_rule(f"rules[{i}]", item, templates) for i, item in enumerate(rules_data)]
+    compiled = CompiledPlaybook(
+        default_actions=default_actions,
+        rules=rules,
+        noise=_noise(data.get("noise")),
+        templates=templates,
+        department=department,
+    )
     if departments is not None:
-        for where, slug in [("default", default.department)] + [
-            (f"rules[{i}].then.department", r.department) for i, r in enumerate(rules) if r.department
-        ]:
-            if slug not in departments:
-                raise PlaybookError(where, f"no department {slug!r} (known: {', '.join(sorted(departments))})")
+        _check_departments(compiled, departments, prefix="")
     return compiled
 
 
-def _rule(path: str, item: Any) -> Rule:
+def _templates(data: Any) -> dict[str, ResponseTemplate]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise PlaybookError("templates", "must map template names to their text")
+    if len(data) > MAX_TEMPLATES:
+        raise PlaybookError("templates", f"at most {MAX_TEMPLATES} templates")
+    templates = {}
+    for name, text in data.items():
+        where = f"templates.{name}"
+        if not isinstance(name, str) or not _TEMPLATE_NAME.match(name):
+            raise PlaybookError(where, "a template name is up to 50 letters, digits, - or _")
+        if not isinstance(text, str) or not text.strip():
+            raise PlaybookError(where, "must be the text of the reply")
+        if len(text) > MAX_TEMPLATE:
+            raise PlaybookError(where, f"longer than {MAX_TEMPLATE} characters")
+        _check_placeholders(where, text)
+        templates[name] = ResponseTemplate(name=name, text=text)
+    return templates
+
+
+def _check_placeholders(path: str, text: str) -> None:
+    for match in _TEMPLATE_TOKEN.finditer(text):
+        name = match.group(1)
+        if name is not None and name not in PLACEHOLDERS:
+            raise PlaybookError(
+                path, f"unknown placeholder {{{name[:60]}}} (known: " + ", ".join(sorted(PLACEHOLDERS)) + ")"
+            )
+    rest = _TEMPLATE_TOKEN.sub("", text)
+    if "{" in rest or "}" in rest:
+        raise PlaybookError(path, "a brace without its pair; write {{ or }} for a brace in the text")
+
+
+def _rule(path: str, item: Any, templates: dict[str, ResponseTemplate]) -> Rule:
     if not isinstance(item, dict):
         raise PlaybookError(path, "a rule is a mapping with name, when and then")
     unknown = set(item) - {"name", "when", "then"}
     if unknown:
         raise PlaybookError(f"{path}.{sorted(unknown)[0]}", "unknown key (expected name, when, then)")
-    name = str(item.get("name") or path)
+    name = str(item.get("name") or path)[:200]
     then = item.get("then")
     if not isinstance(then, dict) or not then:
         raise PlaybookError(f"{path}.then", "required: at least one of " + ", ".join(sorted(ACTIONS)))
-    rule = _actions(f"{path}.then", then, required=False)
-    rule.name = name
+    rule = Rule(name=name, then=_actions(f"{path}.then", then, templates))
     when = item.get("when") or {}
     if not isinstance(when, dict):
         raise PlaybookError(f"{path}.when", "must be a mapping of conditions")
@@ -317,27 +616,62 @@ def _handle_patterns(path: str, value: Any) -> tuple[str, ...]:
     return tuple(patterns)
 
 
-def _actions(path: str, data: dict[str, Any], required: bool) -> Rule:
+def _actions(path: str, data: dict[str, Any], templates: dict[str, ResponseTemplate]) -> Actions:
     unknown = set(data) - ACTIONS
     if unknown:
         key = sorted(unknown)[0]
         raise PlaybookError(f"{path}.{key}", "unknown action (known: " + ", ".join(sorted(ACTIONS)) + ")")
-    if required:
-        missing = ACTIONS - set(data)
-        if missing:
-            raise PlaybookError(f"{path}.{sorted(missing)[0]}", "required")
+    values: dict[str, Any] = {}
     department = data.get("department")
-    if department is not None and (not isinstance(department, str) or not department):
-        raise PlaybookError(f"{path}.department", "must be a department slug such as customer-service")
+    if department is not None:
+        if not isinstance(department, str) or not department:
+            raise PlaybookError(f"{path}.department", "must be a department slug such as customer-service")
+        values["department"] = department
     priority = data.get("priority")
     if priority is not None:
         if priority not in PRIORITIES:
             raise PlaybookError(f"{path}.priority", "must be one of " + ", ".join(PRIORITIES))
-        priority = PRIORITIES[priority]
-    minutes = data.get("first_response_minutes")
-    if minutes is not None and (not isinstance(minutes, int) or isinstance(minutes, bool) or minutes <= 0):
-        raise PlaybookError(f"{path}.first_response_minutes", "must be a positive whole number of minutes")
-    return Rule(name=path, department=department, priority=priority, first_response_minutes=minutes)
+        values["priority"] = PRIORITIES[priority]
+    for key in SLA_ACTIONS:
+        minutes = data.get(key)
+        if minutes is None:
+            continue
+        if not isinstance(minutes, int) or isinstance(minutes, bool) or not 0 < minutes <= MAX_MINUTES:
+            raise PlaybookError(f"{path}.{key}", f"must be a whole number of minutes from 1 to {MAX_MINUTES}")
+        values[key] = minutes
+    for key in FLAG_ACTIONS:
+        flag = data.get(key)
+        if flag is None:
+            continue
+        if not isinstance(flag, bool):
+            raise PlaybookError(f"{path}.{key}", "must be true or false")
+        values[key] = flag
+    if "tags" in data:
+        tags = _strings(f"{path}.tags", data["tags"])
+        if len(tags) > MAX_TAGS or any(not t.strip() or len(t) > MAX_TAG for t in tags):
+            raise PlaybookError(f"{path}.tags", f"at most {MAX_TAGS} tags of 1 to {MAX_TAG} characters")
+        values["tags"] = tuple(dict.fromkeys(t.strip() for t in tags))
+    if "notify" in data:
+        notify = _strings(f"{path}.notify", data["notify"])
+        if any(not slug for slug in notify):
+            raise PlaybookError(f"{path}.notify", "must be department slugs such as legal")
+        values["notify"] = tuple(dict.fromkeys(notify))
+    if "templates" in data:
+        names = _strings(f"{path}.templates", data["templates"])
+        values["templates"] = tuple(_template(f"{path}.templates", name, templates) for name in dict.fromkeys(names))
+    if "acknowledge" in data:
+        name = data["acknowledge"]
+        if not isinstance(name, str):
+            raise PlaybookError(f"{path}.acknowledge", "must be the name of a template")
+        values["acknowledge"] = _template(f"{path}.acknowledge", name, templates)
+    return Actions(**values)
+
+
+def _template(path: str, name: str, templates: dict[str, ResponseTemplate]) -> ResponseTemplate:
+    if name not in templates:
+        known = ", ".join(sorted(templates)) or "none; define them under templates:"
+        raise PlaybookError(path, f"no template {name[:60]!r} (known: {known})")
+    return templates[name]
 
 
 def _strings(path: str, value: Any) -> list[str]:
@@ -353,3 +687,94 @@ def _choices(path: str, value: Any, allowed: set[str]) -> frozenset[str]:
         if v not in allowed:
             raise PlaybookError(path, f"{v!r} is not one of " + ", ".join(sorted(allowed)))
     return frozenset(values)
+
+
+# --- dry runs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplayedPost:
+    """An opening post as it was understood, replayed through two playbook sets."""
+
+    case_id: int
+    subject: str
+    facts: PostFacts
+    # Whether the person asking may see this case: only those serve as examples.
+    shown: bool = True
+
+
+@dataclass(frozen=True)
+class Change:
+    post: ReplayedPost
+    before: Decision
+    after: Decision
+
+
+@dataclass
+class DryRun:
+    """What a draft would change on replayed posts, compared with the running playbooks."""
+
+    posts: int = 0
+    changed: int = 0
+    moved: Counter[tuple[str, str]] = field(default_factory=Counter)  # (from, to) department -> posts
+    priorities: Counter[tuple[int, int]] = field(default_factory=Counter)
+    sla: Counter[str] = field(default_factory=Counter)  # SLA action name -> posts whose target changed
+    other: Counter[str] = field(default_factory=Counter)  # tags, approval, templates … -> posts
+    examples: dict[str, list[Change]] = field(default_factory=dict)  # moved / priority / sla / other
+
+    # Lists for templates: a Counter answers any attribute lookup with 0, so pages can't read it.
+    def moved_rows(self) -> list[tuple[str, str, int]]:
+        return [(a, b, n) for (a, b), n in self.moved.most_common()]
+
+    def sla_rows(self) -> list[tuple[str, int]]:
+        return self.sla.most_common()
+
+    def other_rows(self) -> list[tuple[str, int]]:
+        return self.other.most_common()
+
+    def priority_rows(self) -> list[tuple[str, str, int]]:
+        return [
+            (PRIORITY_NAMES.get(a, str(a)), PRIORITY_NAMES.get(b, str(b)), n)
+            for (a, b), n in self.priorities.most_common()
+        ]
+
+
+_OTHER_FIELDS = tuple(
+    f.name for f in fields(Decision) if f.name not in ("department", "priority", "rule", "handoffs", *SLA_ACTIONS)
+)
+
+
+def dry_run(posts: Iterable[ReplayedPost], before: Router, after: Router, examples: int = 5) -> DryRun:
+    """Route every post with both sets and count what differs; keep a few examples of each kind."""
+    report = DryRun()
+    for post in posts:
+        report.posts += 1
+        old = before.route(post.facts)
+        new = after.route(post.facts)
+        if old == new:
+            continue
+        kinds = []
+        if old.department != new.department:
+            report.moved[(old.department, new.department)] += 1
+            kinds.append("moved")
+        if old.priority != new.priority:
+            report.priorities[(old.priority, new.priority)] += 1
+            kinds.append("priority")
+        sla = [name for name in SLA_ACTIONS if getattr(old, name) != getattr(new, name)]
+        if sla:
+            report.sla.update(sla)
+            kinds.append("sla")
+        other = [name for name in _OTHER_FIELDS if getattr(old, name) != getattr(new, name)]
+        if other:
+            report.other.update(other)
+            kinds.append("other")
+        if not kinds:
+            continue  # only the rule's name differs: nothing a customer or agent would notice
+        report.changed += 1
+        if not post.shown:
+            continue
+        for kind in kinds:
+            kept = report.examples.setdefault(kind, [])
+            if len(kept) < examples:
+                kept.append(Change(post=post, before=old, after=new))
+    return report

@@ -154,42 +154,79 @@ def normalise(text: str) -> str:
 
     A word is a run of letters, digits and combining marks; everything else separates words.
     """
-    # Bytes throughout: translate, split and join on bytes cost a fraction of the same on a
-    # str holding emoji, and UTF-8 lets a character's bytes be replaced without decoding.
+    # Every step is one pass in C over the text; Python only loops over the few distinct
+    # non-ASCII characters of a post. The ASCII part is folded by a byte table, because
+    # str.translate with a table is a per-character dict lookup on any non-ASCII text.
     if text.isascii():
-        return f" {b' '.join(text.encode().translate(_ASCII_FOLD).split()).decode()} "
-    # NFKC first so that a decomposed "é" (e + combining accent) or "ﬁ" is the word as typed.
-    if not unicodedata.is_normalized("NFKC", text):
-        text = unicodedata.normalize("NFKC", text)
-    data = text.encode("utf-8", "surrogatepass").translate(_ASCII_FOLD)
-    # A post holds few distinct non-ASCII characters: folding each of them once (case, and
-    # separators to spaces) is several times cheaper than case-folding and scanning the text.
-    others = set(data.translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass"))
-    for char in others:
-        folded = _fold_char(char)
-        if folded is not None:
-            data = data.replace(char.encode("utf-8", "surrogatepass"), folded)
-    if b"\xcc\x87" in data:
-        # Case folding turns "İ" into "i" + combining dot; drop the dot so İstanbul matches istanbul.
-        data = data.replace(b"i\xcc\x87", b"i")
-    return f" {b' '.join(data.split()).decode('utf-8', 'surrogatepass')} "
+        folded = text.encode().translate(_ASCII_FOLD).decode()
+    else:
+        # NFKC first so that a decomposed "é" (e + combining accent) or "ﬁ" is the word as typed.
+        if not unicodedata.is_normalized("NFKC", text):
+            text = _nfkc(text)
+        data = text.encode("utf-8", "surrogatepass").translate(_ASCII_FOLD)
+        folded = data.decode("utf-8", "surrogatepass")
+        # A post holds few distinct non-ASCII characters: folding each of them once (case, and
+        # separators to spaces) is several times cheaper than case-folding the whole text.
+        for char in set(data.translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")):
+            replacement = _fold_char(char)
+            if replacement is not None:
+                folded = folded.replace(char, replacement)
+        if "\u0307" in folded:
+            # Case folding turns "İ" into "i" + combining dot; drop the dot so İstanbul matches istanbul.
+            folded = folded.replace("i\u0307", "i")
+    # Separators are spaces now; halving every run of them per pass costs log2(longest run)
+    # passes in C, where split() and join() would make one object per word.
+    while "  " in folded:
+        folded = folded.replace("  ", " ")
+    return f" {folded.strip(' ')} "
+
+
+def _nfkc(text: str) -> str:
+    """unicodedata.normalize("NFKC", text), cheaply for the usual reason a post is not NFKC: a "…" or "ｘ".
+
+    Replacing a character by its own NFKC form leaves the text's compatibility decomposition
+    (NFKD) unchanged, and NFKC is the composition of NFKD, so the NFKC form of the result is
+    that of the text. When the result is already in NFKC, it is the answer; otherwise (a
+    combining mark that composes with its neighbour) the whole text is normalised.
+    """
+    for char in set(
+        text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")
+    ):
+        replacement = _nfkc_char(char)
+        if replacement != char:
+            text = text.replace(char, replacement)
+    return text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)
+
+
+@lru_cache(maxsize=8192)
+def _nfkc_char(char: str) -> str:
+    return unicodedata.normalize("NFKC", char)
 
 
 # ASCII letters and digits lower-cased, every other ASCII byte a space; UTF-8 bytes of the rest kept.
 _ASCII_FOLD = bytes((ord(chr(b).lower()) if chr(b).isalnum() else 32) if b < 128 else b for b in range(256))
 _ASCII_BYTES = bytes(range(128))
+_FOLD_CACHE_SIZE = 65536
+_folds: dict[str, str | None] = {}
 
 
-@lru_cache(maxsize=65536)
-def _fold_char(char: str) -> bytes | None:
-    """What one non-ASCII character becomes in normalised text (UTF-8), or None when it stays as it is.
+def _fold_char(char: str) -> str | None:
+    """What one non-ASCII character becomes in normalised text, or None when it stays as it is.
 
     Case folding works character by character and is idempotent, so folding each distinct
-    character on its own gives the same text as folding the whole post.
+    character on its own gives the same text as folding the whole post. A plain dict, not
+    lru_cache: this is called for every distinct character of every post.
     """
+    try:
+        return _folds[char]
+    except KeyError:
+        pass
+    if len(_folds) >= _FOLD_CACHE_SIZE:
+        _folds.clear()  # hostile posts full of rare characters must not grow the cache forever
     folded = "".join(c if _is_word_char(c) else " " for c in char.casefold())
-    encoded = folded.encode("utf-8", "surrogatepass").translate(_ASCII_FOLD)
-    return None if folded == char else encoded
+    folded = folded.encode("utf-8", "surrogatepass").translate(_ASCII_FOLD).decode("utf-8", "surrogatepass")
+    result = _folds[char] = None if folded == char else folded
+    return result
 
 
 @lru_cache(maxsize=8192)
@@ -511,32 +548,41 @@ class _Post:
 _POST_FIELDS = frozenset(["author", "lang", "channel", "host", "path"])
 
 
-def _field_keys(doc: Document, names: Counter[str]) -> list[tuple[str, str]]:
-    """The field values of a post that field-indexed queries can be found under (only fields in use)."""
-    # .get, because a Counter's [] calls __missing__ in Python for a field no query uses.
-    keys = []
-    if doc.author and names.get("author"):
-        keys.append(("author", doc.author.casefold().strip().lstrip("@")))
-    if doc.lang and names.get("lang"):
-        keys.extend(_lang_keys(doc.lang))
-    if doc.channel and names.get("channel"):
-        keys.append(_channel_key(doc.channel))
-    if doc.url and names.get("url"):
+def _field_matches(doc: Document, index: dict[str, dict[str, set[int]]], found: list[set[int]]) -> None:
+    """Add to `found` the ids of field-indexed queries the post's fields bring in.
+
+    Only fields some query is indexed by are read: most posts pay one author lookup.
+    """
+    authors = index.get("author")
+    if authors and doc.author:
+        ids = authors.get(doc.author.casefold().strip().lstrip("@"))
+        if ids:
+            found.append(ids)
+    langs = index.get("lang")
+    if langs and doc.lang:
+        found.extend(langs[value] for value in _lang_values(doc.lang) if value in langs)
+    channels = index.get("channel")
+    if channels and doc.channel:
+        ids = channels.get(_channel_value(doc.channel))
+        if ids:
+            found.append(ids)
+    urls = index.get("url")
+    if urls and doc.url:
+        # A domain query covers its subdomains: look the host up with each leading label dropped.
         parts = _split_url(doc.url)[0].split(".")
-        keys.extend(("url", ".".join(parts[i:])) for i in range(len(parts)))
-    return keys
+        found.extend(urls[domain] for domain in (".".join(parts[i:]) for i in range(len(parts))) if domain in urls)
 
 
-# Posts come in a few languages and channels: their keys are worked out once.
+# Posts come in a few languages and channels: their values are worked out once.
 @lru_cache(maxsize=1024)
-def _lang_keys(lang: str) -> tuple[tuple[str, str], ...]:
+def _lang_values(lang: str) -> tuple[str, ...]:
     lang = lang.casefold().strip().replace("_", "-")
-    return (("lang", lang), ("lang", lang.split("-", 1)[0])) if "-" in lang else (("lang", lang),)
+    return (lang, lang.split("-", 1)[0]) if "-" in lang else (lang,)
 
 
 @lru_cache(maxsize=1024)
-def _channel_key(channel: str) -> tuple[str, str]:
-    return ("channel", channel.casefold().strip())
+def _channel_value(channel: str) -> str:
+    return channel.casefold().strip()
 
 
 _second = itemgetter(1)
@@ -555,15 +601,27 @@ def _compile(node: Node) -> Evaluator:
         return _compile_field(node)
     if isinstance(node, Near):
         return _compile_near(node)
-    # The leaves of a group are checked together as one set operation, the rest one by one.
+    # Children made only of words are checked together as set operations inside one function:
+    # a typical query, (brand names) AND (issues) -noise, is then a single call, not one per node.
     leaves = frozenset(leaf_key(c) for c in node.children if isinstance(c, Term | Wildcard | Phrase))
-    rest = tuple(_compile(c) for c in node.children if not isinstance(c, Term | Wildcard | Phrase))
+    inner = Or if isinstance(node, And) else And
+    groups = tuple(frozenset(map(leaf_key, c.children)) for c in node.children if _leaf_group(c, inner))
+    negated = frozenset(leaf_key(c.child) for c in node.children if _negated_leaf(c))
+    rest = tuple(
+        _compile(c)
+        for c in node.children
+        if not isinstance(c, Term | Wildcard | Phrase) and not _leaf_group(c, inner) and not _negated_leaf(c)
+    )
     if isinstance(node, And):
 
         def all_of(post: _Post) -> bool:
-            if not leaves <= post.hits:
+            hits = post.hits
+            if not leaves <= hits or not negated.isdisjoint(hits):
                 return False
-            # A plain loop: all() over a generator costs more on this, the hottest path.
+            # Plain loops: all() over a generator costs more on this, the hottest path.
+            for one_of in groups:
+                if one_of.isdisjoint(hits):
+                    return False
             for child in rest:  # noqa: SIM110
                 if not child(post):
                     return False
@@ -572,14 +630,26 @@ def _compile(node: Node) -> Evaluator:
         return all_of
 
     def any_of(post: _Post) -> bool:
-        if not leaves.isdisjoint(post.hits):
+        hits = post.hits
+        if not leaves.isdisjoint(hits) or (negated and not negated <= hits):
             return True
+        for every in groups:
+            if every <= hits:
+                return True
         for child in rest:  # noqa: SIM110
             if child(post):
                 return True
         return False
 
     return any_of
+
+
+def _leaf_group(node: Node, kind: type[And] | type[Or]) -> bool:
+    return isinstance(node, kind) and all(isinstance(c, Term | Wildcard | Phrase) for c in node.children)
+
+
+def _negated_leaf(node: Node) -> bool:
+    return isinstance(node, Not) and isinstance(node.child, Term | Wildcard | Phrase)
 
 
 def _compile_field(node: Field) -> Evaluator:
@@ -691,6 +761,12 @@ class QuerySet:
     like "refund" or "customer service" are in hundreds of both, so the clause with the rarest
     keys brings in the fewest candidates to evaluate.
 
+    Most posts concern none of the queries, so they are turned away before the costly part
+    (normalising the text into words): a second automaton holds one word of every key some
+    query is indexed under, without the spaces, and scans the post merely case-folded (C). A
+    word of the normalised text is a substring of that folded text, so a post whose folded
+    text holds none of these words cannot trigger any query by its text.
+
     Not thread-safe: build one per worker; edits (`replace`, `remove`) take milliseconds.
     """
 
@@ -700,10 +776,12 @@ class QuerySet:
         self._triggers: dict[int, frozenset[TriggerKey]] = {}
         self._key_users: Counter[str] = Counter()
         self._text_triggers: dict[str, set[int]] = {}
-        self._field_triggers: dict[tuple[str, str], set[int]] = {}
-        self._field_names: Counter[str] = Counter()
+        self._field_triggers: dict[str, dict[str, set[int]]] = {}  # field name -> value -> query ids
         self._automaton = ahocorasick.Automaton()
         self._dirty = False
+        self._prefilter_users: Counter[str] = Counter()
+        self._prefilter = ahocorasick.Automaton()
+        self._prefilter_dirty = False
         compiled = {query_id: _compile_or_name(query_id, text) for query_id, text in (queries or {}).items()}
         # Count every query's keys first, so each one is indexed knowing how common its keys are.
         for each in compiled.values():
@@ -733,16 +811,26 @@ class QuerySet:
 
     def match(self, doc: Document) -> list[int]:
         """Ids of the queries that match the post, sorted."""
-        norm = normalise(doc.text[:MAX_TEXT])
-        hits: set[str] = set(map(_second, self._automaton.iter(norm))) if self._key_users else set()
-        triggers = self._text_triggers
-        # A set and a dict's keys intersect in C: only keys some query is indexed under are looked up.
-        found = [triggers[key] for key in hits & triggers.keys()]
+        text = doc.text
+        if len(text) > MAX_TEXT:
+            text = text[:MAX_TEXT]
+        found: list[set[int]] = []
         if self._field_triggers:
-            field_triggers = self._field_triggers
-            found.extend(field_triggers[key] for key in _field_keys(doc, self._field_names) if key in field_triggers)
-        if not found:
-            return []
+            _field_matches(doc, self._field_triggers, found)
+        # The first prefilter hit is enough to go on; most posts have none.
+        if not self._prefilter_users or next(self._prefilter.iter(_casefold(text)), None) is None:
+            if not found:
+                return []
+            norm = normalise(text)
+            hits: set[str] = set(map(_second, self._automaton.iter(norm))) if self._key_users else set()
+        else:
+            norm = normalise(text)
+            hits = set(map(_second, self._automaton.iter(norm)))
+            triggers = self._text_triggers
+            # A set and a dict's keys intersect in C: only keys some query is indexed under are looked up.
+            found.extend([triggers[key] for key in hits & triggers.keys()])
+            if not found:
+                return []
         candidates = found[0] if len(found) == 1 else set().union(*found)
         post = _Post(doc, norm, hits)
         evaluators = self._evaluators
@@ -775,10 +863,17 @@ class QuerySet:
         self._triggers[query_id] = triggers
         for trigger in triggers:
             if isinstance(trigger, tuple):
-                self._field_triggers.setdefault(trigger, set()).add(query_id)
-                self._field_names[trigger[0]] += 1
+                name, value = trigger
+                self._field_triggers.setdefault(name, {}).setdefault(value, set()).add(query_id)
             else:
-                self._text_triggers.setdefault(trigger, set()).add(query_id)
+                ids = self._text_triggers.get(trigger)
+                if ids is None:
+                    ids = self._text_triggers[trigger] = set()
+                    self._prefilter_users[_prefilter_word(trigger)] += 1
+                    if self._prefilter_users[_prefilter_word(trigger)] == 1:
+                        self._prefilter.add_word(_prefilter_word(trigger), None)
+                        self._prefilter_dirty = True
+                ids.add(query_id)
 
     def _drop(self, query_id: int) -> None:
         compiled = self._queries.pop(query_id, None)
@@ -793,12 +888,24 @@ class QuerySet:
                 self._dirty = True
         for trigger in self._triggers.pop(query_id):
             if isinstance(trigger, tuple):
-                self._field_names[trigger[0]] -= 1
-            index: dict = self._field_triggers if isinstance(trigger, tuple) else self._text_triggers
-            ids = index[trigger]
+                name, value = trigger
+                by_value = self._field_triggers[name]
+                by_value[value].discard(query_id)
+                if not by_value[value]:
+                    del by_value[value]
+                    if not by_value:
+                        del self._field_triggers[name]  # so that posts stop reading a field no query uses
+                continue
+            ids = self._text_triggers[trigger]
             ids.discard(query_id)
             if not ids:
-                del index[trigger]
+                del self._text_triggers[trigger]
+                word = _prefilter_word(trigger)
+                self._prefilter_users[word] -= 1
+                if not self._prefilter_users[word]:
+                    del self._prefilter_users[word]
+                    self._prefilter.remove_word(word)
+                    self._prefilter_dirty = True
 
     def _refresh(self) -> None:
         # Adding or removing words turns the automaton back into a plain trie; relinking it is
@@ -806,6 +913,29 @@ class QuerySet:
         if self._dirty and self._key_users:
             self._automaton.make_automaton()
         self._dirty = False
+        if self._prefilter_dirty and self._prefilter_users:
+            self._prefilter.make_automaton()
+        self._prefilter_dirty = False
+
+
+def _prefilter_word(key: str) -> str:
+    """One word of an automaton key: the first of four letters or more, else the longest.
+
+    In a phrase, the first long word is usually the distinctive one ("acme router",
+    "money back"); the longest is often a common word ("acme subscription").
+    """
+    found = key.split()
+    return next((word for word in found if len(word) >= 4), None) or max(found, key=len)
+
+
+def _casefold(text: str) -> str:
+    """The text as normalise() folds it, but with the separators left in: its words are substrings of this."""
+    if text.isascii():
+        return text.lower()
+    if not unicodedata.is_normalized("NFKC", text):
+        text = _nfkc(text)
+    folded = text.casefold()
+    return folded.replace("i\u0307", "i") if "\u0307" in folded else folded
 
 
 def _compile_or_name(query_id: int, text: str) -> _Compiled:

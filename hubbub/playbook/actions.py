@@ -1,47 +1,223 @@
+"""Publishing, rolling back, loading and dry-running playbooks.
+
+An organization's playbook *set* is its active intake playbook plus the active playbook of each
+department that has one. Publishing one playbook checks the whole set it would make (departments
+exist, hand-offs don't loop) before anything is written, so a refused playbook leaves the running
+set in force.
+"""
+
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, OuterRef, Subquery
+from django.utils import timezone
 
-from hubbub.accounts.models import Organization
+from hubbub.accounts.models import Department, Organization
 from hubbub.governance.actions import do_audit
-from hubbub.lib.playbook import CompiledPlaybook, compile_playbook, parse_yaml
+from hubbub.inbox.models import Case, Direction, Message
+from hubbub.lib.playbook import (
+    CompiledPlaybook,
+    DryRun,
+    PlaybookError,
+    PlaybookSet,
+    PostFacts,
+    ReplayedPost,
+    check_set,
+    compile_playbook,
+    dry_run,
+    parse_yaml,
+)
 from hubbub.playbook.models import Playbook
 
 DEFAULT_PLAYBOOK = Path(__file__).with_name("default_playbook.yaml")
+DRY_RUN_DAYS = 7
+MAX_DRY_RUN_DAYS = 90
 
-# (playbook id, version, published at) -> compiled rules; a published version never changes. The time is
-# part of the key because a database can hand out an id again after a rolled-back publish.
-_compiled: dict[tuple, CompiledPlaybook] = {}
+# (id, version, created_at, department slug) of every active playbook -> the compiled set; a
+# published version never changes. The time is part of the key because a database can hand out an
+# id again after a rolled-back publish.
+_compiled: dict[tuple, PlaybookSet] = {}
+
+
+def _active_rows(organization_id: int) -> tuple:
+    return tuple(
+        Playbook.objects.filter(organization_id=organization_id, is_active=True)
+        .order_by("id")
+        .values_list("id", "version", "created_at", "department__slug")
+    )
+
+
+def _compile_scopes(rows: tuple, rules: dict[int, dict]) -> dict[str | None, CompiledPlaybook]:
+    """Department slug (None: the intake) -> its compiled playbook."""
+    return {slug: compile_playbook(rules[pk], department=slug) for pk, _version, _created_at, slug in rows}
+
+
+def _as_set(scopes: dict[str | None, CompiledPlaybook]) -> PlaybookSet | None:
+    intake = scopes.get(None)
+    if intake is None:
+        return None
+    return PlaybookSet(intake=intake, by_department={slug: p for slug, p in scopes.items() if slug is not None})
+
+
+def active_playbook(organization_id: int) -> tuple[int | None, PlaybookSet | None]:
+    """The running set and its version (the highest active version); (None, None) without an intake
+    playbook. Department playbooks alone route nothing: the intake picks the department."""
+    rows = _active_rows(organization_id)
+    if not rows:
+        return None, None
+    if rows not in _compiled:
+        rules = dict(Playbook.objects.filter(pk__in=[row[0] for row in rows]).values_list("id", "rules"))
+        compiled = _as_set(_compile_scopes(rows, rules))
+        if compiled is None:
+            return None, None
+        _compiled[rows] = compiled
+    return max(row[1] for row in rows), _compiled[rows]
+
+
+def candidate_set(organization: Organization, source: str, department: Department | None) -> PlaybookSet:
+    """The set the organization would run if `source` were published for `department` (None: the
+    intake). Raises PlaybookError, with the path of the mistake, if it could not be published."""
+    slug = department.slug if department is not None else None
+    data = parse_yaml(source, department=slug)
+    draft = compile_playbook(data, department=slug)
+    rows = _active_rows(organization.pk)
+    rules = dict(Playbook.objects.filter(pk__in=[row[0] for row in rows]).values_list("id", "rules"))
+    candidate = _as_set({**_compile_scopes(rows, rules), slug: draft})
+    if candidate is None:
+        raise PlaybookError("", "publish the intake playbook first: it picks each post's department")
+    check_set(candidate, set(organization.departments.values_list("slug", flat=True)))
+    return candidate
 
 
 @transaction.atomic
-def do_publish_playbook(organization: Organization, source: str, user=None) -> Playbook:
-    """Validate YAML and make it the active version. Raises PlaybookError; the running version then stays."""
-    data = parse_yaml(source)
-    compile_playbook(data, departments=set(organization.departments.values_list("slug", flat=True)))
-    # Lock the organization's playbooks so two publishers can't take the same version number.
+def do_publish_playbook(
+    organization: Organization,
+    source: str,
+    user=None,
+    department: Department | None = None,
+    restored_from: int | None = None,
+) -> Playbook:
+    """Validate YAML and make it the active version of the intake playbook (department None) or of
+    `department`'s. Raises PlaybookError; the running version then stays."""
+    if department is not None and department.organization_id != organization.pk:
+        raise PlaybookError("", "no such department")
+    # Lock the organization's playbooks so two publishers can't take the same version number, nor
+    # each check a set the other is changing.
     list(Playbook.objects.select_for_update().filter(organization=organization).values_list("id"))
+    candidate_set(organization, source, department)
+    data = parse_yaml(source, department=department.slug if department is not None else None)
     latest = Playbook.objects.filter(organization=organization).aggregate(v=Max("version"))["v"] or 0
-    Playbook.objects.filter(organization=organization, is_active=True).update(is_active=False)
+    Playbook.objects.filter(organization=organization, department=department, is_active=True).update(is_active=False)
     playbook = Playbook.objects.create(
-        organization=organization, version=latest + 1, source=source, rules=data, is_active=True, created_by=user
+        organization=organization,
+        department=department,
+        version=latest + 1,
+        source=source,
+        rules=data,
+        is_active=True,
+        restored_from=restored_from,
+        created_by=user,
     )
-    do_audit(organization, user, "playbook.published", playbook, version=playbook.version)
+    do_audit(
+        organization,
+        user,
+        "playbook.rolled_back" if restored_from else "playbook.published",
+        playbook,
+        version=playbook.version,
+        department=department.slug if department is not None else "intake",
+        restored_from=restored_from,
+    )
     return playbook
+
+
+def do_rollback_playbook(earlier: Playbook, user=None) -> Playbook:
+    """Publish a copy of an earlier version as the newest one: history only ever grows."""
+    return do_publish_playbook(
+        earlier.organization, earlier.source, user=user, department=earlier.department, restored_from=earlier.version
+    )
 
 
 def do_publish_default_playbook(organization: Organization) -> Playbook:
     return do_publish_playbook(organization, DEFAULT_PLAYBOOK.read_text())
 
 
-def active_playbook(organization_id: int) -> tuple[int | None, CompiledPlaybook | None]:
-    active = Playbook.objects.filter(organization_id=organization_id, is_active=True)
-    key = active.values_list("id", "version", "created_at").first()
-    if key is None:
-        return None, None
-    if key not in _compiled:
-        _compiled[key] = compile_playbook(Playbook.objects.values_list("rules", flat=True).get(pk=key[0]))
-    return key[1], _compiled[key]
+def replayed_posts(
+    organization_id: int, since: dt.datetime, shown: Callable[[int, bool], bool] = lambda department, triage: True
+) -> Iterator[ReplayedPost]:
+    """The opening posts of the cases opened since `since`, as they were understood then.
+    `shown(department id, needs triage)` says whether a case may serve as an example."""
+    first_inbound = Message.objects.filter(case=OuterRef("pk"), direction=Direction.INBOUND).order_by(
+        "created_at", "id"
+    )
+    rows = (
+        Case.objects.filter(organization_id=organization_id, opened_at__gte=since)
+        .annotate(opening=Subquery(first_inbound.values("text")[:1]))
+        .values_list(
+            "id",
+            "subject",
+            "opening",
+            "intent",
+            "sentiment",
+            "account__network",
+            "reach",
+            "private_data",
+            "language",
+            "severity",
+            "labels",
+            "listening",
+            "department_id",
+            "needs_triage",
+        )
+        .order_by("id")
+    )
+    for (
+        pk,
+        subject,
+        opening,
+        intent,
+        sentiment,
+        network,
+        reach,
+        private,
+        language,
+        severity,
+        labels,
+        listening,
+        department_id,
+        needs_triage,
+    ) in rows.iterator(chunk_size=5000):
+        facts = PostFacts(
+            text=opening if opening is not None else subject,
+            intent=intent or "other",
+            sentiment=sentiment or "neutral",
+            channel=network,
+            followers=reach,
+            private_data=bool(private),
+            language=language,
+            severity=severity,
+            labels=frozenset(labels or ()),
+            listening=frozenset(listening or ()),
+        )
+        yield ReplayedPost(case_id=pk, subject=subject, facts=facts, shown=shown(department_id, needs_triage))
+
+
+def do_dry_run(
+    organization: Organization,
+    source: str,
+    department: Department | None,
+    days: int = DRY_RUN_DAYS,
+    shown: Callable[[int, bool], bool] = lambda department, triage: True,
+) -> DryRun:
+    """Replay the last `days` of opening posts through the draft's set and the running one.
+    Counts cover every case; only cases `shown(department id, needs triage)` allows are examples.
+    Raises PlaybookError when the draft could not be published."""
+    candidate = candidate_set(organization, source, department)
+    _, running = active_playbook(organization.pk)
+    if running is None:
+        raise PlaybookError("", "the organization has no running playbook to compare with")
+    since = timezone.now() - dt.timedelta(days=max(1, min(days, MAX_DRY_RUN_DAYS)))
+    return dry_run(replayed_posts(organization.pk, since, shown), running, candidate)

@@ -1,29 +1,55 @@
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
-from hubbub.accounts.models import Organization
+from hubbub.accounts.models import Department, Organization
 
 
 class Playbook(models.Model):
-    """One published version of an organization's routing rules. Versions are never edited."""
+    """One published version of an organization's routing rules: its intake playbook (no
+    department), which picks the department, or one department's. Versions are never edited.
+
+    Version numbers count every publish of the organization, whichever playbook it changed, so
+    the highest active version names the whole set a case was routed by (Case.playbook_version).
+    """
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="playbooks")
+    # Null: the intake playbook. PROTECT: a department with playbook history is kept for the audit trail.
+    department = models.ForeignKey(
+        Department, null=True, blank=True, on_delete=models.PROTECT, related_name="playbooks"
+    )
     version = models.PositiveIntegerField()
     source = models.TextField(help_text="The YAML as written")
     rules = models.JSONField(help_text="The validated rules, as the router reads them")
     is_active = models.BooleanField(default=False)
+    # A rollback publishes a copy of an earlier version; this says which.
+    restored_from = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["organization", "version"], name="playbook_unique_version"),
+            # Two constraints rather than one with nulls_distinct=False, which SQLite lacks.
             models.UniqueConstraint(
-                fields=["organization"], condition=models.Q(is_active=True), name="playbook_one_active"
+                fields=["organization"],
+                condition=Q(is_active=True, department__isnull=True),
+                name="playbook_one_active_intake",
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "department"],
+                condition=Q(is_active=True, department__isnull=False),
+                name="playbook_one_active_per_department",
             ),
         ]
         ordering = ["-version"]
 
     def __str__(self) -> str:
-        return f"{self.organization} playbook v{self.version}"
+        scope = self.department.slug if self.department_id else "intake"
+        return f"{self.organization} {scope} playbook v{self.version}"
+
+    @property
+    def scope(self) -> str | None:
+        """The department slug the playbook belongs to; None for the intake playbook."""
+        return self.department.slug if self.department_id else None

@@ -16,6 +16,7 @@ from django.utils import timezone
 from hubbub.connectors.base import PermanentError, Reply, TransientError
 from hubbub.connectors.models import SocialAccount
 from hubbub.connectors.registry import connector_for
+from hubbub.crisis.actions import crisis_for_case
 from hubbub.governance.actions import do_audit
 from hubbub.inbox.models import Case, CaseStatus, Direction, Message, Visibility
 from hubbub.publishing.models import OutboundMessage, OutboxState
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 MAX_REPLY_LENGTH = 5000
+MAX_REVIEW_NOTE = 2000
 # How long a claimed reply is left to its worker before another may take it over.
 SENDING_LEASE = dt.timedelta(minutes=5)
 
@@ -32,14 +34,33 @@ class ReplyError(ValueError):
     pass
 
 
-@transaction.atomic
-def do_reply(case: Case, user, text: str, private: bool = False) -> OutboundMessage:
-    """Queue an agent's reply to the latest customer message of a case."""
-    text = text.strip()
+def _clean_text(text: str) -> str:
+    text = (text or "").strip()
     if not text:
         raise ReplyError("a reply needs some text")
     if len(text) > MAX_REPLY_LENGTH:
         raise ReplyError(f"a reply can be at most {MAX_REPLY_LENGTH} characters")
+    return text
+
+
+def approval_reason(case: Case, private: bool) -> str:
+    """Why a reply on this case must wait for a supervisor, or "" when it may go out directly."""
+    if case.requires_approval:
+        return "the playbook requires approval for this case"
+    if not private:
+        mode = crisis_for_case(case)
+        if mode is not None:
+            # In a crisis what the brand says in public is what gets quoted: every public word is checked.
+            return f"crisis mode is on for {mode.topic_label}"
+    return ""
+
+
+@transaction.atomic
+def do_reply(case: Case, user, text: str, private: bool = False) -> OutboundMessage:
+    """Queue an agent's reply to the latest customer message of a case; it waits for approval
+    when the case requires it or, for a public reply, when a crisis mode covers the case."""
+    text = _clean_text(text)
+    reason = approval_reason(case, private)
     last_inbound = (
         case.messages.filter(direction=Direction.INBOUND).exclude(external_id=None).order_by("-created_at").first()
     )
@@ -50,7 +71,7 @@ def do_reply(case: Case, user, text: str, private: bool = False) -> OutboundMess
         in_reply_to=last_inbound,
         visibility=Visibility.PRIVATE if private else Visibility.PUBLIC,
         text=text,
-        state=OutboxState.APPROVED,
+        state=OutboxState.PENDING_APPROVAL if reason else OutboxState.APPROVED,
         created_by=user,
     )
     if case.assignee_id is None:
@@ -59,7 +80,64 @@ def do_reply(case: Case, user, text: str, private: bool = False) -> OutboundMess
         case.status = CaseStatus.OPEN
     case.save(update_fields=["assignee", "status"])
     do_audit(case.organization, user, "reply.queued", outbound, case=case.pk, visibility=outbound.visibility)
+    if reason:
+        do_audit(case.organization, user, "reply.approval_requested", outbound, case=case.pk, reason=reason)
     return outbound
+
+
+def _locked_pending(outbound: OutboundMessage) -> OutboundMessage:
+    locked = OutboundMessage.objects.select_for_update().get(pk=outbound.pk)
+    if locked.state != OutboxState.PENDING_APPROVAL:
+        raise ReplyError("this reply is no longer waiting for approval")
+    return locked
+
+
+@transaction.atomic
+def do_approve_reply(outbound: OutboundMessage, user) -> None:
+    """A supervisor approves a waiting reply; the worker publishes it on its next round."""
+    locked = _locked_pending(outbound)
+    if locked.created_by_id is not None and locked.created_by_id == user.pk:
+        raise ReplyError("you cannot approve your own reply: another supervisor must")
+    locked.move_to(OutboxState.APPROVED)
+    locked.next_attempt_at = timezone.now()
+    locked.reviewed_by, locked.reviewed_at, locked.review_note = user, timezone.now(), ""
+    locked.save(update_fields=["state", "next_attempt_at", "reviewed_by", "reviewed_at", "review_note"])
+    do_audit(locked.organization, user, "reply.approved", locked, case=locked.case_id)
+    outbound.refresh_from_db()
+
+
+@transaction.atomic
+def do_send_back_reply(outbound: OutboundMessage, user, note: str) -> None:
+    """A supervisor returns a waiting reply to its author as a draft, saying what to change."""
+    note = (note or "").strip()
+    if not note:
+        raise ReplyError("say what should change: the author sees the note on the case")
+    if len(note) > MAX_REVIEW_NOTE:
+        raise ReplyError(f"a note can be at most {MAX_REVIEW_NOTE} characters")
+    locked = _locked_pending(outbound)
+    locked.move_to(OutboxState.DRAFT)
+    locked.reviewed_by, locked.reviewed_at, locked.review_note = user, timezone.now(), note
+    locked.save(update_fields=["state", "reviewed_by", "reviewed_at", "review_note"])
+    do_audit(locked.organization, user, "reply.sent_back", locked, case=locked.case_id, note=note[:500])
+    outbound.refresh_from_db()
+
+
+@transaction.atomic
+def do_resubmit_reply(outbound: OutboundMessage, user, text: str) -> None:
+    """The author sends a draft that was sent back again, edited; it goes out directly if nothing
+    requires approval any more (the crisis ended), else it waits for approval again."""
+    text = _clean_text(text)
+    locked = OutboundMessage.objects.select_for_update().select_related("case").get(pk=outbound.pk)
+    if locked.state != OutboxState.DRAFT:
+        raise ReplyError("only a reply that was sent back can be edited and sent again")
+    if locked.created_by_id != user.pk:
+        raise ReplyError("only the author of a reply can send it again")
+    reason = approval_reason(locked.case, private=not locked.is_public)
+    locked.move_to(OutboxState.PENDING_APPROVAL if reason else OutboxState.APPROVED)
+    locked.text, locked.next_attempt_at = text, timezone.now()
+    locked.save(update_fields=["state", "text", "next_attempt_at"])
+    do_audit(locked.organization, user, "reply.resubmitted", locked, case=locked.case_id, reason=reason)
+    outbound.refresh_from_db()
 
 
 def publish_due(limit: int = 20) -> int:

@@ -50,12 +50,30 @@ class OutboundMessage(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # The approval decision: who approved it or sent it back, and the note for its author.
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_note = models.TextField(blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["state", "next_attempt_at"], name="outbox_due")]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="outbox_due"),
+            # The approvals page: few rows waiting, read newest first per organization.
+            models.Index(
+                fields=["organization", "id"],
+                condition=models.Q(state="pending_approval"),
+                name="outbox_pending_approval",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"outbound {self.pk} ({self.state})"
+
+    @property
+    def is_public(self) -> bool:
+        return self.visibility == Visibility.PUBLIC
 
     def move_to(self, state: str) -> None:
         if state not in TRANSITIONS[OutboxState(self.state)]:

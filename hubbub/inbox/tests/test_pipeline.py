@@ -261,3 +261,14 @@ def test_what_a_post_says_can_raise_the_playbook_priority_but_never_lower_it(org
     assert angry.severity >= 3 and angry.priority < 3  # the default playbook alone says normal (3)
     # A calm question scores low, but the playbook's normal is the floor.
     assert calm.severity == 0 and calm.priority == 3
+
+
+def test_playbook_tags_and_approval_reach_the_case(org):
+    account = SocialAccount.objects.create(
+        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
+    )
+    _customer_post(account, "1", "7", "@acme I will sue you, my lawyer is preparing a lawsuit over this")
+    drain()
+    case = Case.objects.get(customer__identities__handle="7")
+    assert case.department.slug == "legal"
+    assert case.tags == ["legal-risk"] and case.requires_approval

@@ -3,7 +3,17 @@ from pathlib import Path
 import pytest
 
 from hubbub.lib.noise import DEFAULT_RULES
-from hubbub.lib.playbook import PRIORITIES, PlaybookError, PostFacts, compile_playbook, parse_yaml
+from hubbub.lib.playbook import (
+    PRIORITIES,
+    PlaybookError,
+    PlaybookSet,
+    PostFacts,
+    ReplayedPost,
+    check_set,
+    compile_playbook,
+    dry_run,
+    parse_yaml,
+)
 
 SOURCE = """
 default: {department: customer-service, priority: normal, first_response_minutes: 60}
@@ -197,3 +207,234 @@ def test_hostile_bot_patterns_cannot_backtrack():
     source = NOISE_BASE + "noise: {bots: {handle_patterns: ['" + "*a" * 40 + "*b']}}"
     noise = compile_playbook(parse_yaml(source)).noise
     assert noise.bot_pattern_for("a" * 200) is None
+
+
+# --- rule actions -----------------------------------------------------------------------------
+
+ACTIONS_SOURCE = """
+default: {department: customer-service, priority: normal, first_response_minutes: 60}
+templates:
+  sorry: "Sorry {customer_name}, case {case_id} is with {department}. {{not a placeholder}}"
+  received: "Thanks, we have your message."
+rules:
+  - name: Legal
+    when: {intent: legal_threat}
+    then:
+      department: legal
+      priority: urgent
+      next_response_minutes: 120
+      resolution_minutes: 2880
+      tags: [legal, risk, legal]
+      requires_approval: true
+      private: true
+      acknowledge: received
+      templates: [sorry]
+      notify: [marketing]
+      escalate: true
+"""
+
+
+def test_a_rule_sets_every_action_and_the_default_sets_none_of_the_extras():
+    playbook = compile_playbook(parse_yaml(ACTIONS_SOURCE))
+    legal = playbook.route(PostFacts(text="see you in court", intent="legal_threat"))
+    assert (legal.department, legal.priority, legal.first_response_minutes) == ("legal", 1, 60)
+    assert (legal.next_response_minutes, legal.resolution_minutes) == (120, 2880)
+    assert legal.tags == ("legal", "risk")
+    assert legal.requires_approval and legal.private and legal.escalate
+    assert legal.acknowledge is not None and legal.acknowledge.name == "received"
+    assert [t.name for t in legal.templates] == ["sorry"]
+    assert legal.notify == ("marketing",)
+    plain = playbook.route(PostFacts(text="hello"))
+    assert plain.tags == () and plain.notify == () and plain.templates == () and plain.acknowledge is None
+    assert not (plain.requires_approval or plain.private or plain.escalate)
+    assert plain.next_response_minutes is None
+
+
+def test_templates_fill_placeholders_and_never_evaluate_anything():
+    template = compile_playbook(parse_yaml(ACTIONS_SOURCE)).templates["sorry"]
+    hostile = "{case_id.__class__} <script>alert(1)</script> {customer_name}"
+    text = template.render({"customer_name": hostile, "case_id": 42})
+    # The customer's text comes out as plain text, once: its braces are not read as placeholders.
+    assert text == f"Sorry {hostile}, case 42 is with . {{not a placeholder}}"
+
+
+@pytest.mark.parametrize(
+    ("then", "path", "message"),
+    [
+        ("{tags: [ok, '']}", "rules[0].then.tags", "tags of 1 to"),
+        ("{tags: 5}", "rules[0].then.tags", "word"),
+        ("{requires_approval: 'yes'}", "rules[0].then.requires_approval", "true or false"),
+        ("{private: 1}", "rules[0].then.private", "true or false"),
+        ("{escalate: null, priority: high, notify: [[legal]]}", "rules[0].then.notify", "word"),
+        ("{next_response_minutes: 0}", "rules[0].then.next_response_minutes", "from 1 to"),
+        ("{resolution_minutes: 99999999}", "rules[0].then.resolution_minutes", "from 1 to"),
+        ("{resolution_minutes: 1.5}", "rules[0].then.resolution_minutes", "whole number"),
+        ("{templates: [nope]}", "rules[0].then.templates", "no template 'nope'"),
+        ("{acknowledge: nope}", "rules[0].then.acknowledge", "no template 'nope'"),
+        ("{acknowledge: [ok]}", "rules[0].then.acknowledge", "name of a template"),
+        ("{sla: gold}", "rules[0].then.sla", "unknown action"),
+    ],
+)
+def test_bad_actions_are_rejected_with_their_place(then, path, message):
+    source = (
+        "default: {department: a, priority: low, first_response_minutes: 5}\n"
+        "templates: {ok: 'Hello {customer_name}'}\n"
+        f"rules: [{{when: {{intent: complaint}}, then: {then}}}]"
+    )
+    with pytest.raises(PlaybookError) as caught:
+        parse_yaml(source)
+    assert caught.value.path == path
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("templates", "path", "message"),
+    [
+        ("{hi: 'Hello {customer_nme}'}", "templates.hi", "unknown placeholder {customer_nme}"),
+        ("{hi: 'Hello {customer_name.__class__}'}", "templates.hi", "unknown placeholder"),
+        ("{hi: 'Hello {0}'}", "templates.hi", "unknown placeholder"),
+        ("{hi: 'Hello {customer_name'}", "templates.hi", "brace without its pair"),
+        ("{hi: 'Hello }'}", "templates.hi", "brace without its pair"),
+        ("{hi: ''}", "templates.hi", "text of the reply"),
+        ("{'bad name': 'x'}", "templates.bad name", "template name"),
+        ("[hi]", "templates", "must map"),
+    ],
+)
+def test_bad_templates_are_rejected_with_their_place(templates, path, message):
+    source = f"default: {{department: a, priority: low, first_response_minutes: 5}}\ntemplates: {templates}\n"
+    with pytest.raises(PlaybookError) as caught:
+        parse_yaml(source)
+    assert caught.value.path == path
+    assert message in str(caught.value)
+
+
+def test_a_huge_template_is_refused():
+    source = "default: {department: a, priority: low, first_response_minutes: 5}\ntemplates: {hi: '" + "x" * 5000 + "'}"
+    with pytest.raises(PlaybookError, match="longer than"):
+        parse_yaml(source)
+
+
+def test_notified_departments_must_exist():
+    with pytest.raises(PlaybookError, match="no department 'marketing'") as caught:
+        compile_playbook(parse_yaml(ACTIONS_SOURCE), departments={"customer-service", "legal"})
+    assert caught.value.path == "rules[0].then.notify"
+
+
+# --- department playbooks and hand-offs ------------------------------------------------------
+
+INTAKE = """
+default: {department: customer-service, priority: normal, first_response_minutes: 60}
+rules:
+  - name: Sales leads
+    when: {intent: sales_lead}
+    then: {department: sales, priority: high}
+"""
+SALES = """
+rules:
+  - name: Enterprise
+    when: {terms: [enterprise]}
+    then: {priority: urgent, tags: [enterprise], first_response_minutes: 15}
+  - name: Contracts are legal's
+    when: {terms: [contract]}
+    then: {department: legal, tags: [contract]}
+"""
+LEGAL = """
+default: {requires_approval: true, tags: [legal]}
+"""
+DEPARTMENTS = {"customer-service", "sales", "legal", "marketing"}
+
+
+def playbook_set(**by_department: str) -> PlaybookSet:
+    return PlaybookSet(
+        intake=compile_playbook(parse_yaml(INTAKE)),
+        by_department={
+            slug.replace("_", "-"): compile_playbook(
+                parse_yaml(source, department=slug.replace("_", "-")), department=slug
+            )
+            for slug, source in by_department.items()
+        },
+    )
+
+
+def test_the_departments_playbook_refines_the_intakes_decision():
+    routed = playbook_set(sales=SALES).route(PostFacts(text="an enterprise plan?", intent="sales_lead"))
+    assert (routed.department, routed.priority, routed.first_response_minutes) == ("sales", 1, 15)
+    assert routed.tags == ("enterprise",)
+    assert routed.rule == "Sales leads › sales: Enterprise"
+    # No rule of the department's matched and it has no default: the intake's decision stands.
+    assert playbook_set(sales=SALES).route(PostFacts(text="a quote?", intent="sales_lead")).rule == "Sales leads"
+
+
+def test_a_hand_off_runs_the_next_departments_playbook():
+    routed = playbook_set(sales=SALES, legal=LEGAL).route(PostFacts(text="your contract", intent="sales_lead"))
+    assert routed.department == "legal"
+    assert routed.handoffs == ("sales",)
+    assert routed.tags == ("contract", "legal")
+    assert routed.requires_approval
+    assert routed.rule == "Sales leads › sales: Contracts are legal's › legal: default"
+
+
+def test_hand_offs_that_loop_are_refused_naming_the_loop():
+    back_to_sales = "rules: [{name: Back, when: {terms: [renewal]}, then: {department: sales}}]"
+    looping = playbook_set(sales=SALES, legal=back_to_sales)
+    with pytest.raises(PlaybookError, match="hand-offs loop between departments: legal → sales → legal"):
+        check_set(looping, DEPARTMENTS)
+    # Even if such a set ran, routing would stop instead of spinning.
+    assert looping.route(PostFacts(text="contract renewal", intent="sales_lead")).department == "legal"
+    check_set(playbook_set(sales=SALES, legal=LEGAL), DEPARTMENTS)
+
+
+def test_a_set_naming_a_missing_department_is_refused_with_the_playbooks_name():
+    with pytest.raises(PlaybookError) as caught:
+        check_set(playbook_set(sales=SALES), {"customer-service", "sales"})
+    assert caught.value.path == "sales: rules[1].then.department"
+    with pytest.raises(PlaybookError, match="no department 'pr' to own"):
+        check_set(playbook_set(pr=LEGAL), DEPARTMENTS)
+
+
+def test_a_departments_playbook_has_no_noise_section_and_a_partial_default():
+    with pytest.raises(PlaybookError, match="only the intake") as caught:
+        parse_yaml("noise: {reposts: false}", department="sales")
+    assert caught.value.path == "noise"
+    assert parse_yaml("", department="sales") == {}
+    with pytest.raises(PlaybookError) as caught:
+        parse_yaml("default: {tags: [x]}")
+    assert caught.value.path == "default.department"
+
+
+# --- dry runs ---------------------------------------------------------------------------------
+
+
+def test_a_dry_run_counts_moves_priority_and_sla_changes_with_examples():
+    before = playbook_set()
+    after = playbook_set(sales=SALES, legal=LEGAL)
+    posts = [
+        ReplayedPost(1, "contract?", PostFacts(text="contract please", intent="sales_lead")),
+        ReplayedPost(2, "enterprise?", PostFacts(text="enterprise pricing", intent="sales_lead")),
+        ReplayedPost(3, "hello", PostFacts(text="hello")),
+        ReplayedPost(4, "contract 2", PostFacts(text="another contract", intent="sales_lead")),
+    ]
+    report = dry_run(posts, before, after, examples=1)
+    assert (report.posts, report.changed) == (4, 3)
+    assert report.moved == {("sales", "legal"): 2}
+    assert report.priority_rows() == [("high", "urgent", 1)]
+    assert report.sla == {"first_response_minutes": 1}
+    assert report.other["tags"] == 3 and report.other["requires_approval"] == 2
+    assert [c.post.case_id for c in report.examples["moved"]] == [1]
+    assert dry_run(posts, before, before).changed == 0
+
+
+def test_a_dry_run_over_hostile_posts_stays_bounded():
+    # Regex characters are plain text, and a term past the first MAX_TEXT characters is not read.
+    huge = ReplayedPost(1, "x", PostFacts(text="(a+)+$ " * 200_000 + "contract", intent="sales_lead"))
+    report = dry_run([huge], playbook_set(), playbook_set(sales=SALES))
+    assert (report.posts, report.changed, report.moved) == (1, 0, {})
+
+
+def test_the_default_playbook_asks_approval_for_legal_threats_and_moves_private_data_private():
+    source = (Path(__file__).parents[2] / "playbook" / "default_playbook.yaml").read_text()
+    playbook = compile_playbook(parse_yaml(source))
+    legal = playbook.route(PostFacts(text="see you in court", intent="legal_threat"))
+    assert legal.department == "legal" and legal.requires_approval and legal.tags == ("legal-risk",)
+    exposed = playbook.route(PostFacts(text="my card is 4111", private_data=True))
+    assert exposed.private and exposed.templates[0].name == "move_private"

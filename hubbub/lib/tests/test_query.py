@@ -5,6 +5,7 @@ import unicodedata
 import pytest
 
 from hubbub.lib.query import (
+    _FOLD_CACHE_SIZE,
     MAX_TEXT,
     And,
     Document,
@@ -18,7 +19,10 @@ from hubbub.lib.query import (
     Term,
     Untranslatable,
     Wildcard,
+    _casefold,
+    _folds,
     _is_word_char,
+    _nfkc,
     matches,
     normalise,
     parse,
@@ -631,3 +635,84 @@ def test_normalise_agrees_with_the_reference_on_hostile_unicode():
         assert normalise(text) == reference_normalise(text), repr(text)
     for text in ["İSTANBUL'da", "I\u0307stanbul", "cafe\u0301", "ΣΊΣΥΦΟΣ σίσυφος", "ǅemal ǄEMAL", "Ⅻ ⓐⒶ", "ﬁne"]:
         assert normalise(text) == reference_normalise(text), text
+
+
+# Compatibility characters (NFKC maps them to other characters) mixed with marks that compose
+# with a neighbour: "ｅ" + U+0301 is "é", U+1100 U+1161 U+11A8 is "각", U+0B47 + U+0B3E is "ୋ".
+COMPAT = list(
+    "…ｅＡﬁ①²½™㎏ℌ\u0301\u0308\u0327\u0345\u3099\u309aかカｶﾞ\u1100\u1161\u11a8\u0b47\u0b3e\u212bAe \u2028.-"
+) + ["\U0001d400", "\u2460", "\U0001f525", "\ufe0f", "İ", "\u0307"]
+
+
+def test_nfkc_shortcut_agrees_with_unicodedata():
+    rng = random.Random(11)
+    for _ in range(3000):
+        text = "".join(rng.choice(COMPAT) for _ in range(rng.randint(1, 30)))
+        assert _nfkc(text) == unicodedata.normalize("NFKC", text), repr(text)
+        assert normalise(text) == reference_normalise(text), repr(text)
+    for text in ["ｅ\u0301", "…\u0301", "ﬁ\u0301", "\u1100\u1161\u11a8", "\u0b47\u0b3e", "ｶﾞ", "e…\u0301x"]:
+        assert _nfkc(text) == unicodedata.normalize("NFKC", text), repr(text)
+    assert hit("café", "ｃａｆｅ\u0301…")  # full-width letters and a decomposed accent, cheaply or not
+    assert hit('"money back"', "money…back")
+
+
+def test_long_runs_of_separators_and_many_distinct_characters():
+    separators = "🔥…" * 2000 + "acme" + " \u00a0!" * 2000
+    assert normalise(separators) == " acme "
+    assert QuerySet({1: "acme", 2: '"acme acme"'}).match(Document(separators)) == [1]
+    # Thousands of distinct characters in one post: each is folded once, and the cache stays bounded.
+    rare = "".join(chr(c) for c in range(0x4E00, 0x4E00 + MAX_TEXT))
+    assert normalise(rare) == reference_normalise(rare)
+    assert QuerySet({1: f"{rare[:3]} acme", 2: rare[3:6]}).match(Document(f"{rare[:3]}, ACME!")) == [1]
+    many = "".join(chr(c) for c in range(0x3400, 0x3400 + 70_000) if unicodedata.category(chr(c)) != "Cs")
+    for start in range(0, len(many), MAX_TEXT):
+        normalise(many[start : start + MAX_TEXT])
+    assert len(_folds) <= _FOLD_CACHE_SIZE
+
+
+def test_every_normalised_word_is_in_the_prefilters_folded_text():
+    # The prefilter turns a post away when its folded text holds no indexed word: that is only
+    # right if every word of the normalised text is a substring of the folded text.
+    rng = random.Random(12)
+    pool = TRICKY + COMPAT
+    for _ in range(3000):
+        text = "".join(rng.choice(pool) for _ in range(rng.randint(0, 40)))
+        if rng.random() < 0.3:
+            text = text.upper()
+        folded = _casefold(text)
+        for word in normalise(text).split():
+            assert word in folded, (text, word)
+
+
+@pytest.mark.parametrize(
+    ("query", "text"),
+    [
+        ("acme", "ＡＣＭＥ rocks"),
+        ("café", "CAFE\u0301!"),
+        ("istanbul", "İSTANBUL'da"),
+        ("fine", "ﬁne…"),
+        ("kelvin", "\u212aELVIN"),
+        ('"money back"', "MONEY🔥…BACK"),
+        ('"no reply" acme', "acme: no… reply"),
+        ("strass*", "STRAẞENBAHN"),
+        ("author:bob OR acme", "nothing here"),
+    ],
+)
+def test_the_prefilter_lets_through_what_the_query_matches(query, text):
+    doc = Document(text, author="Bob")
+    assert matches(query, doc)
+    assert QuerySet({1: query, 2: "unrelated"}).match(doc) == [1]
+
+
+def test_the_prefilter_follows_edits():
+    queries = QuerySet({1: '"acme router"', 2: "acme refund"})
+    assert queries.match(Document("acme ROUTER")) == [1]
+    queries.replace(1, "globex")
+    queries.replace(2, "globex")
+    assert queries.match(Document("acme router refund")) == []
+    assert queries.match(Document("Globex!")) == [1, 2]
+    queries.remove(1)
+    queries.remove(2)
+    assert queries.match(Document("globex")) == []
+    queries.replace(3, "lang:de refund")
+    assert queries.match(Document("refund", lang="de")) == [3]

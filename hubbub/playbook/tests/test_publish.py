@@ -47,3 +47,17 @@ def test_the_command_publishes_a_file_and_explains_a_mistake(org, tmp_path, caps
     with pytest.raises(CommandError, match=r"rules\[0\]\.when\.intent.*running version stays"):
         call_command("playbook", str(bad), organization="acme")
     assert active_playbook(org.pk)[0] == 2
+
+
+def test_the_command_publishes_a_department_playbook_and_refuses_a_loop(org, tmp_path):
+    sales = tmp_path / "sales.yaml"
+    sales.write_text("rules: [{when: {terms: [contract]}, then: {department: legal}}]\n")
+    call_command("playbook", str(sales), organization="acme", department="sales")
+    assert Playbook.objects.get(organization=org, is_active=True, department__slug="sales").version == 2
+    legal = tmp_path / "legal.yaml"
+    legal.write_text("rules: [{when: {terms: [renewal]}, then: {department: sales}}]\n")
+    with pytest.raises(CommandError, match="hand-offs loop.*running version stays"):
+        call_command("playbook", str(legal), organization="acme", department="legal", check=True)
+    with pytest.raises(CommandError, match="no department 'pr'"):
+        call_command("playbook", str(legal), organization="acme", department="pr")
+    assert active_playbook(org.pk)[0] == 2

@@ -1,0 +1,46 @@
+"""A playbook's validated data as rows a page can show: the structured view beside the YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RuleRow:
+    name: str
+    when: list[str]
+    then: list[str]
+
+
+@dataclass(frozen=True)
+class Described:
+    default: list[str]
+    rules: list[RuleRow]
+    templates: list[tuple[str, str]]
+
+
+def describe(data: dict[str, Any]) -> Described:
+    """`data` has passed parse_yaml(), so its shape is known."""
+    rules = [
+        RuleRow(
+            name=str(rule.get("name") or f"rule {i + 1}"),
+            when=_pairs(rule.get("when") or {}) or ["always"],
+            then=_pairs(rule.get("then") or {}),
+        )
+        for i, rule in enumerate(data.get("rules") or [])
+    ]
+    templates = [(str(name), str(text)) for name, text in (data.get("templates") or {}).items()]
+    return Described(default=_pairs(data.get("default") or {}), rules=rules, templates=templates)
+
+
+def _pairs(mapping: dict[str, Any]) -> list[str]:
+    return [f"{key}: {_value(value)}" for key, value in mapping.items()]
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)

@@ -1,0 +1,82 @@
+"""The playbook editor in a real browser under the strict CSP: live validation, dry run, publish,
+rollback — the supervisor's whole loop."""
+
+import os
+import shutil
+
+import pytest
+from django.contrib.auth.models import User
+
+from hubbub.accounts.actions import do_add_member
+from hubbub.inbox.models import Case
+from hubbub.inbox.tests.test_views import make_account, make_case, make_org
+from hubbub.playbook.models import Playbook
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [pytest.mark.browser, pytest.mark.sqlite_only]
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls between browser steps
+# are ordinary synchronous ones.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture
+def browser_page():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is not installed: run scripts/ensure-chromium (make test does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
+        )
+        page = browser.new_page()
+        page.set_default_timeout(15_000)
+        yield page
+        browser.close()
+
+
+def test_supervisor_writes_dry_runs_publishes_and_rolls_back(live_server, transactional_db, browser_page):
+    org = make_org("Acme", "acme")
+    user = User.objects.create_user("sam", password="sam-pass-123")
+    do_add_member(org, user, "supervisor", ["sales"])
+    lead = make_case(make_account(org), "sales", subject="a contract for 50 seats", text="a contract for 50 seats")
+    Case.objects.filter(pk=lead.pk).update(intent="sales_lead")
+
+    page = browser_page
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", "sam")
+    page.fill("#id_password", "sam-pass-123")
+    page.click("button[type=submit]")
+    page.click("nav.mainnav >> text=Playbooks")
+    page.click("text=Sales playbook")
+
+    source = page.locator("#playbook-source")
+    source.fill("")
+    source.press_sequentially("rules: [{when: {intent: furious}, then: {department: legal}}]")
+    check = page.locator("#playbook-check")
+    check.get_by_text("rules[0].when.intent").wait_for()
+    source.fill("")
+    source.press_sequentially("rules: [{name: Contracts, when: {terms: [contract]}, then: {department: legal}}]")
+    check.get_by_text("The playbook is valid.").wait_for()
+    check.get_by_text("terms: contract").wait_for()
+
+    page.click("text=Dry run")
+    report = page.locator("#dry-run")
+    report.get_by_text("a contract for 50 seats").wait_for()
+    assert "1 would be handled differently" in " ".join(report.inner_text().split())
+
+    page.click("button[type=submit].primary")
+    page.get_by_text("Published sales playbook version 2").wait_for()
+    assert Playbook.objects.get(organization=org, department__slug="sales", is_active=True).version == 2
+
+    page.locator("#playbook-source").fill("rules: []")
+    page.click("button[type=submit].primary")
+    page.get_by_text("Published sales playbook version 3").wait_for()
+    page.click("text=Roll back to v2")
+    page.get_by_text("Restored version 2 as version 4").wait_for()
+    running = Playbook.objects.get(organization=org, department__slug="sales", is_active=True)
+    assert (running.version, running.restored_from) == (4, 2)
+    assert not [e for e in errors if "Content Security Policy" in e], errors
