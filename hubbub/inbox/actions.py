@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 
 from django.db import transaction
@@ -12,7 +11,7 @@ from hubbub.accounts.models import Department, Membership
 from hubbub.connectors.models import EventState, InboundEvent
 from hubbub.governance.actions import do_audit
 from hubbub.inbox.models import Case, CaseStatus, Direction, Message, Note, Priority
-from hubbub.inbox.pipeline import route
+from hubbub.inbox.pipeline import first_response_due, route
 from hubbub.lib.classify import LABELS
 from hubbub.lib.playbook import PostFacts
 from hubbub.playbook.actions import active_playbook
@@ -182,7 +181,7 @@ def _route_from_triage(case: Case, text: str) -> list[str]:
     case.department = department
     if not case.priority_overridden:
         case.priority = decision.priority
-    case.first_response_due_at = case.opened_at + dt.timedelta(minutes=decision.first_response_minutes)
+    case.first_response_due_at = first_response_due(playbook, case.opened_at, decision)
     case.playbook_rule = decision.rule[:200]
     case.playbook_version = version
     case.tags = sorted(set(case.tags) | set(decision.tags))

@@ -38,6 +38,7 @@ from hubbub.inbox.models import (
 from hubbub.lib.playbook import DEFAULT_RULE, PRIORITIES, Decision, PostFacts, Router
 from hubbub.lib.priority import Signals
 from hubbub.lib.priority import score as priority_score
+from hubbub.lib.sla import due_at
 from hubbub.listening.actions import Matcher, matcher_for
 from hubbub.playbook.actions import active_playbook
 from hubbub.understanding.actions import understand
@@ -70,6 +71,14 @@ def triage_threshold() -> float:
 
 def triage_department_slug() -> str:
     return settings.HUBBUB_TRIAGE_DEPARTMENT
+
+
+def first_response_due(playbook: Router | None, opened_at: dt.datetime, decision: Decision) -> dt.datetime:
+    """The first-response deadline, counted in the playbook's business hours (24/7 when it sets none)."""
+    minutes = decision.first_response_minutes
+    if playbook is None or playbook.calendar.is_always_open:
+        return opened_at + dt.timedelta(minutes=minutes)
+    return due_at(opened_at, minutes, playbook.calendar)
 
 
 def route(playbook: Router | None, facts: PostFacts) -> Decision:
@@ -325,7 +334,7 @@ class _Threader:
             playbook_version=self.version,
             opened_at=post.created_at,
             last_message_at=post.created_at,
-            first_response_due_at=post.created_at + dt.timedelta(minutes=decision.first_response_minutes),
+            first_response_due_at=first_response_due(self.playbook, post.created_at, decision),
         )
         if identity.customer_id is None:
             case.customer = identity.customer  # created in this batch, saved before the case

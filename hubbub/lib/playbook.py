@@ -50,6 +50,7 @@ An optional `noise:` section of the intake playbook switches the spam and noise 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -60,6 +61,7 @@ import yaml
 
 from hubbub.lib.classify import LABELS
 from hubbub.lib.noise import DEFAULT_RULES, NoiseRules
+from hubbub.lib.sla import Calendar, SlaError
 
 MAX_TEXT = 2000
 # The name a decision carries when no rule matched and the default applied.
@@ -294,6 +296,8 @@ class CompiledPlaybook:
     noise: NoiseRules = DEFAULT_RULES
     templates: dict[str, ResponseTemplate] = field(default_factory=dict)
     department: str | None = None
+    # When SLA clocks run (intake only); 24/7 when the playbook sets no business hours.
+    calendar: Calendar = field(default_factory=Calendar.always_open)
     # The decision when no rule matches (complete for an intake playbook); set in __post_init__.
     default: Decision = field(init=False)
 
@@ -336,6 +340,7 @@ class CompiledPlaybook:
 
 class Router(Protocol):
     noise: NoiseRules
+    calendar: Calendar
 
     def route(self, post: PostFacts) -> Decision: ...
 
@@ -350,6 +355,10 @@ class PlaybookSet:
     @property
     def noise(self) -> NoiseRules:
         return self.intake.noise
+
+    @property
+    def calendar(self) -> Calendar:
+        return self.intake.calendar
 
     @property
     def default(self) -> Decision:
@@ -442,6 +451,10 @@ def parse_yaml(source: str, department: str | None = None) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise PlaybookError("", "a playbook is a mapping with `default` and `rules`")
+    hours = data.get("business_hours")
+    if isinstance(hours, dict) and isinstance(hours.get("holidays"), list):
+        # YAML reads 2026-12-25 as a date; the stored rules are JSON, so keep it as text.
+        hours["holidays"] = [d.isoformat() if isinstance(d, dt.date) else d for d in hours["holidays"]]
     compile_playbook(data, department=department)
     return data
 
@@ -451,12 +464,14 @@ def compile_playbook(
 ) -> CompiledPlaybook:
     """Validate plain playbook data and build the router: the intake's, or `department`'s.
     `departments` are the known slugs, if checked."""
-    allowed = {"name", "default", "rules", "templates"} | ({"noise"} if department is None else set())
+    allowed = {"name", "default", "rules", "templates"} | ({"noise", "business_hours"} if department is None else set())
     unknown = set(data) - allowed
     if unknown:
         key = sorted(unknown)[0]
         if key == "noise":
             raise PlaybookError(key, "only the intake playbook filters noise")
+        if key == "business_hours":
+            raise PlaybookError(key, "business hours are set once, in the intake playbook")
         raise PlaybookError(key, "unknown key (expected " + ", ".join(sorted(allowed)) + ")")
     templates = _templates(data.get("templates"))
     default_data = data.get("default")
@@ -479,6 +494,7 @@ def compile_playbook(
         noise=_noise(data.get("noise")),
         templates=templates,
         department=department,
+        calendar=_business_hours(data.get("business_hours")),
     )
     if departments is not None:
         _check_departments(compiled, departments, prefix="")
@@ -568,6 +584,29 @@ def _rule(path: str, item: Any, templates: dict[str, ResponseTemplate]) -> Rule:
         elif key == "listening":
             rule.listening = frozenset(_strings(where, value))
     return rule
+
+
+def _business_hours(data: Any) -> Calendar:
+    if data is None:
+        return Calendar.always_open()
+    if not isinstance(data, dict):
+        raise PlaybookError("business_hours", "must be a mapping with timezone, hours and holidays")
+    unknown = set(data) - {"timezone", "hours", "holidays"}
+    if unknown:
+        raise PlaybookError(f"business_hours.{sorted(unknown)[0]}", "unknown key (expected timezone, hours, holidays)")
+    timezone = data.get("timezone", "UTC")
+    hours = data.get("hours")
+    holidays = data.get("holidays") or []
+    if not isinstance(timezone, str):
+        raise PlaybookError("business_hours.timezone", "must be a time zone name such as Europe/London")
+    if not isinstance(hours, dict) or not hours:
+        raise PlaybookError("business_hours.hours", 'must map weekdays to opening hours, e.g. mon: "09:00-17:00"')
+    if not isinstance(holidays, list):
+        raise PlaybookError("business_hours.holidays", "must be a list of dates")
+    try:
+        return Calendar.weekly(timezone, {str(k): v for k, v in hours.items()}, holidays)
+    except (SlaError, TypeError, ValueError) as exc:
+        raise PlaybookError("business_hours", str(exc)) from exc
 
 
 def _noise(data: Any) -> NoiseRules:

@@ -272,3 +272,33 @@ def test_playbook_tags_and_approval_reach_the_case(org):
     case = Case.objects.get(customer__identities__handle="7")
     assert case.department.slug == "legal"
     assert case.tags == ["legal-risk"] and case.requires_approval
+
+
+def test_first_response_due_counts_business_hours_only(org):
+    from hubbub.playbook.actions import do_publish_playbook
+
+    do_publish_playbook(
+        org,
+        "business_hours:\n"
+        "  timezone: Europe/London\n"
+        '  hours: {mon: "09:00-17:00", tue: "09:00-17:00", wed: "09:00-17:00", thu: "09:00-17:00",\n'
+        '          fri: "09:00-17:00"}\n'
+        "default: {department: customer-service, priority: normal, first_response_minutes: 60}\n",
+    )
+    account = SocialAccount.objects.create(
+        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
+    )
+    # Saturday 4 November 2017, 10:00 UTC: the clock starts on Monday at 09:00 London time (GMT).
+    row = {
+        "tweet_id": "1",
+        "author_id": "7",
+        "inbound": "True",
+        "created_at": "2017-11-04T10:00:00Z",
+        "text": "where is my parcel?",
+        "response_tweet_id": "",
+        "in_response_to_tweet_id": "",
+    }
+    do_store_events(account, [RawPost("1", row)])
+    drain()
+    case = Case.objects.get()
+    assert case.first_response_due_at.isoformat() == "2017-11-06T10:00:00+00:00"

@@ -438,3 +438,36 @@ def test_the_default_playbook_asks_approval_for_legal_threats_and_moves_private_
     assert legal.department == "legal" and legal.requires_approval and legal.tags == ("legal-risk",)
     exposed = playbook.route(PostFacts(text="my card is 4111", private_data=True))
     assert exposed.private and exposed.templates[0].name == "move_private"
+
+
+def test_business_hours_become_the_sla_calendar():
+    source = (
+        "business_hours:\n"
+        "  timezone: Europe/London\n"
+        '  hours: {mon: "09:00-17:00", tue: "09:00-17:00", wed: "09:00-17:00", thu: "09:00-17:00",\n'
+        '          fri: "09:00-17:00"}\n'
+        "  holidays: [2026-12-25]\n"
+        "default: {department: customer-service, priority: normal, first_response_minutes: 60}\n"
+    )
+    data = parse_yaml(source)
+    assert data["business_hours"]["holidays"] == ["2026-12-25"]  # stored as JSON text, not a date
+    calendar = compile_playbook(data).calendar
+    assert not calendar.is_always_open and calendar.timezone == "Europe/London"
+    assert compile_playbook(parse_yaml(SOURCE)).calendar.is_always_open
+
+
+@pytest.mark.parametrize(
+    ("section", "path"),
+    [
+        ("business_hours: [mon]", "business_hours"),
+        ("business_hours: {timezone: Mars/Olympus, hours: {mon: '09:00-17:00'}}", "business_hours"),
+        ("business_hours: {hours: {funday: '09:00-17:00'}}", "business_hours"),
+        ("business_hours: {hours: {mon: '17:00-09:00'}}", "business_hours"),
+        ("business_hours: {hours: {mon: '09:00-17:00'}, open: always}", "business_hours.open"),
+        ("business_hours: {timezone: UTC}", "business_hours.hours"),
+    ],
+)
+def test_bad_business_hours_are_rejected_with_their_place(section, path):
+    with pytest.raises(PlaybookError) as error:
+        parse_yaml(section + "\ndefault: {department: a, priority: low, first_response_minutes: 5}")
+    assert error.value.path == path
