@@ -24,6 +24,7 @@ from hubbub.connectors.base import Connector, Post
 from hubbub.connectors.models import EventState, InboundEvent, SocialAccount
 from hubbub.connectors.noise import sift
 from hubbub.connectors.registry import connector_for
+from hubbub.crisis.actions import crisis_decider
 from hubbub.db import db_value, insert_objects, insert_rows
 from hubbub.inbox.models import (
     OPEN_STATUSES,
@@ -170,6 +171,8 @@ class _Threader:
         self.version, self.playbook = active_playbook(self.organization_id)
         # Fetched per batch: an edited listening query applies from the next batch on.
         self.matcher: Matcher = matcher_for(self.organization_id)
+        # Read once per batch: a crisis switched on or off applies from the next batch.
+        self.crisis = crisis_decider(self.organization_id)
         self.departments = dict(
             Department.objects.filter(organization_id=self.organization_id).values_list("slug", "id")
         )
@@ -291,7 +294,9 @@ class _Threader:
         self, account: SocialAccount, identity: Identity, post: Post, understood: Understanding, matched: list[str]
     ) -> Case:
         decision = self._route(account, identity, post, understood, matched)
-        triage = understood.needs_triage(self.triage_below)
+        crisis = self.crisis(matched, {*understood.labels, understood.intent})
+        # A post on a topic in crisis goes to the crisis queue even when its labels are unsure.
+        triage = crisis is None and understood.needs_triage(self.triage_below)
         # Too unsure to route by: a person confirms the labels first (priority and SLA still apply).
         department_id = self.departments.get(triage_department_slug() if triage else decision.department)
         if not triage and decision.rule.split(" › ")[0] in ("", DEFAULT_RULE):
@@ -308,12 +313,18 @@ class _Threader:
                 followers=identity.followers,
             )
         )
+        priority, tags = min(decision.priority, scored.level), list(decision.tags)
+        if crisis is not None:
+            # Approval is not stored on the case: do_reply asks crisis mode live, so switching it
+            # off restores direct publishing for these cases too.
+            department_id = self.departments.get(crisis["department"] or "", department_id)
+            priority, tags = min(priority, crisis["priority"]), [*tags, crisis["tag"]]
         case = Case(
             organization_id=self.organization_id,
             department_id=department_id or self._fallback_department(),
             account=account,
             status=CaseStatus.NEW,
-            priority=min(decision.priority, scored.level),
+            priority=priority,
             subject=post.text[:280],
             intent=understood.intent,
             intent_confidence=understood.intent_confidence,
@@ -329,7 +340,7 @@ class _Threader:
             listening=matched,
             reach=identity.followers,
             playbook_rule=decision.rule[:200],
-            tags=list(decision.tags),
+            tags=tags,
             requires_approval=decision.requires_approval,
             playbook_version=self.version,
             opened_at=post.created_at,

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from hubbub.accounts.models import Department
 from hubbub.connectors.models import InboundEvent, SocialAccount
+from hubbub.crisis.actions import holding_statement_for
 from hubbub.inbox import actions as inbox_actions
 from hubbub.inbox.access import (
     access_assignee,
@@ -264,7 +265,11 @@ def _thread_context(case: Case) -> dict[str, Any]:
     timeline = [TimelineEntry("message", m.created_at, m) for m in shown]
     timeline += [TimelineEntry("note", n.created_at, n) for n in notes]
     timeline.sort(key=lambda e: (e.at, e.kind == "note", e.item.pk))
-    unsent = case.outbox.exclude(state=OutboxState.SENT).select_related("created_by").order_by("created_at", "id")
+    unsent = (
+        case.outbox.exclude(state=OutboxState.SENT)
+        .select_related("created_by", "reviewed_by")
+        .order_by("created_at", "id")
+    )
     return {
         "case": case,
         # The score moves as the SLA clock runs, so the live refresh recomputes it.
@@ -303,6 +308,7 @@ def _case_context(case: Case) -> dict[str, Any]:
             .order_by("name")
         ),
         "max_reply_length": publishing_actions.MAX_REPLY_LENGTH,
+        "holding_statement": holding_statement_for(case),
     }
 
 
