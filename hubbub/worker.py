@@ -14,15 +14,17 @@ from dataclasses import dataclass
 
 from django.db import close_old_connections
 
+from hubbub.accounts.models import Organization
 from hubbub.connectors.actions import do_poll_due_accounts
 from hubbub.connectors.streams import StreamSupervisor
 from hubbub.crisis.actions import do_detect_spikes
 from hubbub.inbox.pipeline import process_pending
 from hubbub.publishing.actions import publish_due
+from hubbub.routing.actions import do_requeue_idle
 
 log = logging.getLogger(__name__)
-# Volumes are compared per hour: looking for spikes more often than this finds nothing new.
-SPIKE_DETECTION_INTERVAL = 60.0
+# Volumes are compared per hour and idle limits are minutes: doing these more often finds nothing new.
+HOUSEKEEPING_INTERVAL = 60.0
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Tally:
     processed: int = 0
     published: int = 0
     alerts: int = 0
+    requeued: int = 0
 
 
 class Worker:
@@ -44,7 +47,7 @@ class Worker:
         self.stopping = False
         self._stopped = threading.Event()
         self.tally = Tally()
-        self._next_spike_detection = 0.0
+        self._next_housekeeping = 0.0
 
     def stop(self, *_args) -> None:
         # Finish the step in hand (its transaction commits or rolls back whole), then leave.
@@ -62,19 +65,25 @@ class Worker:
         self.tally.processed += processed
         published = publish_due()
         self.tally.published += published
-        self._detect_spikes()
+        self._housekeeping()
         # Not counted as work: drain must end, and a detection run always finds "something" to count.
         return work + processed + published
 
-    def _detect_spikes(self) -> None:
-        if time.monotonic() < self._next_spike_detection:
+    def _housekeeping(self) -> None:
+        """Once a minute: look for volume spikes, and put idle agents' cases back in the queue."""
+        if time.monotonic() < self._next_housekeeping:
             return
-        self._next_spike_detection = time.monotonic() + SPIKE_DETECTION_INTERVAL
+        self._next_housekeeping = time.monotonic() + HOUSEKEEPING_INTERVAL
+        # A failure here must not hold up posts and replies; each is tried again next minute.
         try:
             self.tally.alerts += len(do_detect_spikes())
         except Exception:
-            # A detector failure must not hold up posts and replies; it is tried again next minute.
             log.exception("spike detection failed")
+        try:
+            for organization_id in Organization.objects.values_list("id", flat=True):
+                self.tally.requeued += do_requeue_idle(organization_id)
+        except Exception:
+            log.exception("requeueing idle cases failed")
 
     def drain(self, on_progress=None) -> Tally:
         """Process everything pending, then return."""

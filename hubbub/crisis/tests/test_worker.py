@@ -3,7 +3,7 @@
 import pytest
 
 from hubbub import worker as worker_module
-from hubbub.worker import SPIKE_DETECTION_INTERVAL, Worker
+from hubbub.worker import HOUSEKEEPING_INTERVAL, Worker
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +30,7 @@ def test_detection_runs_at_most_once_a_minute_and_drain_still_ends(monkeypatch, 
     worker.drain()  # nothing pending: one step, and it returns
     worker.step()
     assert runs == [1000.0]
-    clock.now += SPIKE_DETECTION_INTERVAL - 1
+    clock.now += HOUSEKEEPING_INTERVAL - 1
     worker.step()
     assert len(runs) == 1
     clock.now += 1
@@ -46,3 +46,16 @@ def test_a_failing_detector_does_not_stop_the_worker(monkeypatch, clock):
     worker = Worker(poll=False)
     assert worker.step() == 0
     assert worker.drain().alerts == 0
+
+
+def test_housekeeping_requeues_idle_cases_for_every_organization(monkeypatch, clock):
+    from hubbub.accounts.actions import do_create_organization
+
+    first, second = do_create_organization("A", "a"), do_create_organization("B", "b")
+    asked = []
+    monkeypatch.setattr(worker_module, "do_requeue_idle", lambda organization_id: asked.append(organization_id) or 2)
+    worker = Worker(poll=False)
+    worker.step()
+    assert sorted(asked) == sorted([first.pk, second.pk]) and worker.tally.requeued == 4
+    worker.step()  # not again within the minute
+    assert len(asked) == 2
