@@ -821,3 +821,10 @@ def test_case_page_explains_the_priority_and_supervisors_override_it(client, age
     assert case.priority == Priority.URGENT and case.priority_overridden
     assert "case.priority_set" in audit_actions(org)
     assert "set by a supervisor" in client.get(case_url("case", case)).content.decode()
+
+
+def test_supervisors_find_approvals_in_the_menu_and_agents_do_not(client, agent_client, supervisor, account):
+    approvals = reverse("publishing:approvals")
+    assert approvals not in agent_client.get(reverse("inbox:queue")).content.decode()
+    client.force_login(supervisor)
+    assert f'href="{approvals}"' in client.get(reverse("inbox:queue")).content.decode()
