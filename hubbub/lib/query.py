@@ -26,8 +26,10 @@ Aho-Corasick automaton, written with its surrounding spaces (" refund ", " money
 " refu"), so one scan finds exactly the whole-word hits, phrases across punctuation included.
 Each query is indexed under the keys of one clause it cannot match without, so only queries
 whose clause was hit are evaluated, as set lookups on the hits. Queries whose necessary clause
-is a field (`author:bob`, `lang:de`) are indexed by the field value instead. No user text ever
-becomes a regular expression.
+is a field (`author:bob`, `lang:de`) are indexed by the field value instead. Before any of
+this, a second automaton of one word per indexed key scans the post only case-folded, and
+turns away the posts that cannot trigger anything (most of them) without normalising them.
+No user text ever becomes a regular expression.
 
 Networks filter their streams and searches in a weaker syntax: `to_network_rule` writes a query
 as an X filtered-stream rule or as plain search keywords, widened to a superset where the network
@@ -166,11 +168,16 @@ def normalise(text: str) -> str:
         data = text.encode("utf-8", "surrogatepass").translate(_ASCII_FOLD)
         folded = data.decode("utf-8", "surrogatepass")
         # A post holds few distinct non-ASCII characters: folding each of them once (case, and
-        # separators to spaces) is several times cheaper than case-folding the whole text.
-        for char in set(data.translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")):
-            replacement = _fold_char(char)
-            if replacement is not None:
-                folded = folded.replace(char, replacement)
+        # separators to spaces) is several times cheaper than case-folding the whole text. A
+        # hostile post of thousands would make that quadratic: it is folded character by character.
+        chars = set(data.translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass"))
+        if len(chars) > _FEW_CHARACTERS:
+            folded = "".join([c if c < "\x80" else _fold_char(c) or c for c in folded])
+        else:
+            for char in chars:
+                replacement = _fold_char(char)
+                if replacement is not None:
+                    folded = folded.replace(char, replacement)
         if "\u0307" in folded:
             # Case folding turns "İ" into "i" + combining dot; drop the dot so İstanbul matches istanbul.
             folded = folded.replace("i\u0307", "i")
@@ -189,9 +196,10 @@ def _nfkc(text: str) -> str:
     that of the text. When the result is already in NFKC, it is the answer; otherwise (a
     combining mark that composes with its neighbour) the whole text is normalised.
     """
-    for char in set(
-        text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")
-    ):
+    chars = set(text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass"))
+    if len(chars) > _FEW_CHARACTERS:
+        return unicodedata.normalize("NFKC", text)  # one pass, where a replace per character would be quadratic
+    for char in chars:
         replacement = _nfkc_char(char)
         if replacement != char:
             text = text.replace(char, replacement)
@@ -207,6 +215,7 @@ def _nfkc_char(char: str) -> str:
 _ASCII_FOLD = bytes((ord(chr(b).lower()) if chr(b).isalnum() else 32) if b < 128 else b for b in range(256))
 _ASCII_BYTES = bytes(range(128))
 _FOLD_CACHE_SIZE = 65536
+_FEW_CHARACTERS = 64  # distinct non-ASCII characters in a post up to which each is replaced in one pass
 _folds: dict[str, str | None] = {}
 
 
@@ -818,14 +827,12 @@ class QuerySet:
         if self._field_triggers:
             _field_matches(doc, self._field_triggers, found)
         # The first prefilter hit is enough to go on; most posts have none.
-        if not self._prefilter_users or next(self._prefilter.iter(_casefold(text)), None) is None:
-            if not found:
-                return []
-            norm = normalise(text)
-            hits: set[str] = set(map(_second, self._automaton.iter(norm))) if self._key_users else set()
-        else:
-            norm = normalise(text)
-            hits = set(map(_second, self._automaton.iter(norm)))
+        text_may_trigger = bool(self._prefilter_users) and next(self._prefilter.iter(_casefold(text)), None) is not None
+        if not text_may_trigger and not found:
+            return []
+        norm = normalise(text)
+        hits: set[str] = set(map(_second, self._automaton.iter(norm))) if self._key_users else set()
+        if text_may_trigger:
             triggers = self._text_triggers
             # A set and a dict's keys intersect in C: only keys some query is indexed under are looked up.
             found.extend([triggers[key] for key in hits & triggers.keys()])
@@ -869,9 +876,10 @@ class QuerySet:
                 ids = self._text_triggers.get(trigger)
                 if ids is None:
                     ids = self._text_triggers[trigger] = set()
-                    self._prefilter_users[_prefilter_word(trigger)] += 1
-                    if self._prefilter_users[_prefilter_word(trigger)] == 1:
-                        self._prefilter.add_word(_prefilter_word(trigger), None)
+                    word = _prefilter_word(trigger)
+                    self._prefilter_users[word] += 1
+                    if self._prefilter_users[word] == 1:
+                        self._prefilter.add_word(word, None)
                         self._prefilter_dirty = True
                 ids.add(query_id)
 

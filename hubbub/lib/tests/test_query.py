@@ -664,6 +664,13 @@ def test_long_runs_of_separators_and_many_distinct_characters():
     rare = "".join(chr(c) for c in range(0x4E00, 0x4E00 + MAX_TEXT))
     assert normalise(rare) == reference_normalise(rare)
     assert QuerySet({1: f"{rare[:3]} acme", 2: rare[3:6]}).match(Document(f"{rare[:3]}, ACME!")) == [1]
+    # Thousands of distinct separators, and of characters NFKC changes: folded one by one, not a pass each.
+    symbols = "".join(chr(c) for c in range(0x2000, 0x10000) if not chr(c).isalnum() and not _is_word_char(chr(c)))
+    compat = "".join(chr(c) for c in range(0x80, 0x30000) if unicodedata.normalize("NFKC", chr(c)) != chr(c))
+    for text in (symbols[:MAX_TEXT], compat[:MAX_TEXT], symbols[:3000] + compat[:2000]):
+        assert _nfkc(text) == unicodedata.normalize("NFKC", text)
+        assert normalise(text) == reference_normalise(text)
+        assert QuerySet({1: "acme"}).match(Document(text[:4000] + " ACME")) == [1]
     many = "".join(chr(c) for c in range(0x3400, 0x3400 + 70_000) if unicodedata.category(chr(c)) != "Cs")
     for start in range(0, len(many), MAX_TEXT):
         normalise(many[start : start + MAX_TEXT])
@@ -716,3 +723,16 @@ def test_the_prefilter_follows_edits():
     assert queries.match(Document("globex")) == []
     queries.replace(3, "lang:de refund")
     assert queries.match(Document("refund", lang="de")) == [3]
+
+
+def test_posts_without_an_indexed_word_are_turned_away_before_normalising(monkeypatch):
+    import hubbub.lib.query as query_module
+
+    queries = QuerySet({1: "acme refund", 2: '"money back" globex', 3: "author:bob"})
+    normalised = []
+    monkeypatch.setattr(query_module, "normalise", lambda text: normalised.append(text) or normalise(text))
+    assert queries.match(Document("nothing to see here 🔥 " * 300, author="alice")) == []
+    assert normalised == []
+    assert queries.match(Document("ACME, refund!", author="alice")) == [1]
+    assert queries.match(Document("hi", author="@Bob")) == [3]
+    assert len(normalised) == 2
