@@ -15,7 +15,7 @@ from hubbub.connectors.models import InboundEvent
 from hubbub.connectors.registry import connector_for
 from hubbub.connectors.webhooks import do_receive_meta_delivery
 from hubbub.inbox.access import check_supervisor, parse_id
-from hubbub.inbox.views import _page, _payload_text, _url, with_membership
+from hubbub.inbox.views import _payload_text, _url, page, with_membership
 from hubbub.lib.noise import RULE_LABELS
 from hubbub.lib.webhooks import (
     MAX_WEBHOOK_BODY,
@@ -82,18 +82,18 @@ def filtered_list(request, membership):
     if before:
         events = events.filter(id__lt=parse_id(before))
     rows = list(events[: FILTERED_PAGE_SIZE + 1])
-    page = rows[:FILTERED_PAGE_SIZE]
+    shown = rows[:FILTERED_PAGE_SIZE]
     context = {
         "rule": rule,
         "rule_label": RULE_LABELS[rule],
         "tabs": [(r, RULE_LABELS[r], counts.get(r, 0)) for r in RULE_LABELS],
-        "entries": [(event, post, _payload_text(event.payload)) for event, post in zip(page, _read(page), strict=True)],
-        "next_url": _url("noise:filtered", {"rule": rule, "before": str(page[-1].pk)})
+        "entries": [(e, post, _payload_text(e.payload)) for e, post in zip(shown, _read(shown), strict=True)],
+        "next_url": _url("noise:filtered", {"rule": rule, "before": str(shown[-1].pk)})
         if len(rows) > FILTERED_PAGE_SIZE
         else "",
         "first_url": _url("noise:filtered", {"rule": rule}) if before else "",
     }
-    return _page(request, membership, "noise/filtered.html", context)
+    return page(request, membership, "noise/filtered.html", context)
 
 
 @login_required

@@ -6,34 +6,20 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from hubbub.accounts.models import Department
-from hubbub.connectors.models import SocialAccount
 from hubbub.crisis import actions
 from hubbub.crisis.access import access_alert, access_crisis_queue, access_mode
 from hubbub.crisis.actions import CrisisError
 from hubbub.crisis.models import AlertState, CrisisAlert, CrisisMode
 from hubbub.governance.models import AuditEvent
 from hubbub.inbox.access import can_supervise, check_supervisor
-from hubbub.inbox.views import partial_login_required, with_membership
+from hubbub.inbox.views import page, partial_login_required, with_membership
 from hubbub.publishing.access import pending_replies
 
 LIST_LIMIT = 50
-
-
-def _page(request, membership, template: str, context: dict[str, Any]) -> HttpResponse:
-    header = {
-        "membership": membership,
-        "memberships": getattr(request, "memberships", [membership]),
-        "is_supervisor": can_supervise(membership),
-        "unhealthy_accounts": SocialAccount.objects.filter(
-            organization_id=membership.organization_id, healthy=False
-        ).count(),
-    }
-    return render(request, template, {**header, **context})
 
 
 def _notifications(organization_id: int) -> list[AuditEvent]:
@@ -71,7 +57,7 @@ def home(request, membership):
         context["departments"] = Department.objects.filter(organization_id=organization_id).order_by("name")
         context["waiting"] = pending_replies(membership).count()
         context["max_statement"] = actions.MAX_HOLDING_STATEMENT
-    return _page(request, membership, "crisis/home.html", context)
+    return page(request, membership, "crisis/home.html", context)
 
 
 @partial_login_required

@@ -85,8 +85,8 @@ def partial_login_required(view):
     return wrapper
 
 
-def _page(request, membership, template: str, context: dict[str, Any], status: int = 200) -> HttpResponse:
-    """A full page: adds what base.html's header needs."""
+def page(request, membership, template: str, context: dict[str, Any], status: int = 200) -> HttpResponse:
+    """A full page of any app: adds what base.html's header needs."""
     header = {
         "membership": membership,
         "memberships": getattr(request, "memberships", [membership]),
@@ -205,16 +205,16 @@ def _queue_context(request, membership) -> dict[str, Any]:
     if triage and can_supervise(membership):
         department_ids = None  # supervisors triage every department's unsure posts
     rows = queue_cases(membership.organization_id, department_ids, cursor, QUEUE_PAGE_SIZE + 1, triage=triage)
-    page, has_next = rows[:QUEUE_PAGE_SIZE], len(rows) > QUEUE_PAGE_SIZE
+    shown, has_next = rows[:QUEUE_PAGE_SIZE], len(rows) > QUEUE_PAGE_SIZE
     params = {"dept": slug, "triage": "1" if triage else ""}
     return {
         "departments": departments,
         "selected": selected,
         "triage": triage,
         "triage_visible": triage_visible,
-        "cases": page,
+        "cases": shown,
         "rows_url": _url("inbox:queue_rows", {**params, "after": after if cursor else ""}),
-        "next_url": _url("inbox:queue", {**params, "after": str(QueueCursor.of(page[-1]))}) if has_next else "",
+        "next_url": _url("inbox:queue", {**params, "after": str(QueueCursor.of(shown[-1]))}) if has_next else "",
         "first_url": _url("inbox:queue", params) if cursor else "",
     }
 
@@ -223,7 +223,7 @@ def _queue_context(request, membership) -> dict[str, Any]:
 @require_GET
 @with_membership
 def queue(request, membership):
-    return _page(request, membership, "inbox/queue.html", _queue_context(request, membership))
+    return page(request, membership, "inbox/queue.html", _queue_context(request, membership))
 
 
 @partial_login_required
@@ -317,7 +317,7 @@ def _case_context(case: Case) -> dict[str, Any]:
 @with_membership
 def case_detail(request, membership, case_id):
     case = access_case(membership, case_id)
-    return _page(request, membership, "inbox/case.html", _case_context(case))
+    return page(request, membership, "inbox/case.html", _case_context(case))
 
 
 @partial_login_required
@@ -478,14 +478,14 @@ def dead_letter_list(request, membership):
     if before:
         events = events.filter(id__lt=parse_id(before))
     rows = list(events[: DEAD_LETTER_PAGE_SIZE + 1])
-    page = rows[:DEAD_LETTER_PAGE_SIZE]
+    shown = rows[:DEAD_LETTER_PAGE_SIZE]
     has_next = len(rows) > DEAD_LETTER_PAGE_SIZE
     context = {
-        "entries": [(event, _payload_text(event.payload)) for event in page],
-        "next_url": _url("inbox:dead_letters", {"before": str(page[-1].pk)}) if has_next else "",
+        "entries": [(event, _payload_text(event.payload)) for event in shown],
+        "next_url": _url("inbox:dead_letters", {"before": str(shown[-1].pk)}) if has_next else "",
         "first_url": reverse("inbox:dead_letters") if before else "",
     }
-    return _page(request, membership, "inbox/dead_letters.html", context)
+    return page(request, membership, "inbox/dead_letters.html", context)
 
 
 @login_required
@@ -507,4 +507,4 @@ def account_list(request, membership):
         .defer("credentials_encrypted", "cursor", "settings")
         .order_by("network", "handle")
     )
-    return _page(request, membership, "inbox/accounts.html", {"accounts": accounts})
+    return page(request, membership, "inbox/accounts.html", {"accounts": accounts})

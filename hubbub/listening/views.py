@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from hubbub.connectors.models import SocialAccount
 from hubbub.inbox.access import can_supervise, check_supervisor
-from hubbub.inbox.views import partial_login_required, with_membership
+from hubbub.inbox.views import page, partial_login_required, with_membership
 from hubbub.lib.query import MAX_QUERY, QuerySyntaxError, parse
 from hubbub.listening import actions
 from hubbub.listening.access import access_query, access_query_to_edit
@@ -21,25 +18,12 @@ from hubbub.listening.forms import QueryForm
 from hubbub.listening.models import ListeningQuery
 
 
-def _page(request, membership, template: str, context: dict[str, Any], status: int = 200) -> HttpResponse:
-    """A full page, with what base.html's header needs."""
-    header = {
-        "membership": membership,
-        "memberships": getattr(request, "memberships", [membership]),
-        "is_supervisor": can_supervise(membership),
-        "unhealthy_accounts": SocialAccount.objects.filter(
-            organization_id=membership.organization_id, healthy=False
-        ).count(),
-    }
-    return render(request, template, {**header, **context}, status=status)
-
-
 @login_required
 @require_GET
 @with_membership
 def query_list(request, membership):
     queries = ListeningQuery.objects.filter(organization_id=membership.organization_id).select_related("department")
-    return _page(request, membership, "listening/list.html", {"queries": queries})
+    return page(request, membership, "listening/list.html", {"queries": queries})
 
 
 @login_required
@@ -100,7 +84,7 @@ def _form_page(request, membership, form: QueryForm, listening_query: ListeningQ
         "error": form.syntax_error,
     }
     status = 400 if form.is_bound and form.errors else 200
-    return _page(request, membership, "listening/form.html", context, status=status)
+    return page(request, membership, "listening/form.html", context, status=status)
 
 
 @login_required

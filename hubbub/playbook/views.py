@@ -10,9 +10,8 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from hubbub.connectors.models import SocialAccount
 from hubbub.inbox.access import can_supervise, visible_departments
-from hubbub.inbox.views import partial_login_required, with_membership
+from hubbub.inbox.views import page, partial_login_required, with_membership
 from hubbub.lib.playbook import PlaybookError, parse_yaml
 from hubbub.playbook import actions
 from hubbub.playbook.access import (
@@ -34,19 +33,6 @@ rules: []
 """
 
 
-def _page(request, membership, template: str, context: dict[str, Any], status: int = 200) -> HttpResponse:
-    """A full page, with what base.html's header needs."""
-    header = {
-        "membership": membership,
-        "memberships": getattr(request, "memberships", [membership]),
-        "is_supervisor": can_supervise(membership),
-        "unhealthy_accounts": SocialAccount.objects.filter(
-            organization_id=membership.organization_id, healthy=False
-        ).count(),
-    }
-    return render(request, template, {**header, **context}, status=status)
-
-
 def _versions(membership, scope: Scope):
     return Playbook.objects.filter(
         organization_id=membership.organization_id, department=scope.department
@@ -63,7 +49,7 @@ def playbook_list(request, membership):
     rows = [(Scope(None), active.get(None))] + [
         (Scope(department), active.get(department.pk)) for department in visible_departments(membership)
     ]
-    return _page(request, membership, "playbook/list.html", {"rows": rows})
+    return page(request, membership, "playbook/list.html", {"rows": rows})
 
 
 @login_required
@@ -89,7 +75,7 @@ def _editor(request, membership, scope: Scope, source: str, versions, active, er
         "can_edit": can_supervise(membership),
         **_checked(source, scope, error),
     }
-    return _page(request, membership, "playbook/edit.html", context, status=status)
+    return page(request, membership, "playbook/edit.html", context, status=status)
 
 
 def _checked(source: str, scope: Scope, error: PlaybookError | None = None) -> dict[str, Any]:
@@ -117,7 +103,7 @@ def version(request, membership, playbook_id):
         "can_edit": can_supervise(membership),
         **_checked(playbook.source, scope),
     }
-    return _page(request, membership, "playbook/version.html", context)
+    return page(request, membership, "playbook/version.html", context)
 
 
 @login_required

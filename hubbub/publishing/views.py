@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from hubbub.connectors.models import SocialAccount
-from hubbub.inbox.access import can_supervise, parse_id
-from hubbub.inbox.views import with_membership
+from hubbub.inbox.access import parse_id
+from hubbub.inbox.views import page, with_membership
 from hubbub.publishing import actions
 from hubbub.publishing.access import access_own_draft, access_pending_reply, pending_replies
 from hubbub.publishing.actions import MAX_REVIEW_NOTE, ReplyError
 from hubbub.publishing.models import OutboxState
 
 PAGE_SIZE = 50
-
-
-def _page(request, membership, template: str, context: dict[str, Any]) -> HttpResponse:
-    header = {
-        "membership": membership,
-        "memberships": getattr(request, "memberships", [membership]),
-        "is_supervisor": can_supervise(membership),
-        "unhealthy_accounts": SocialAccount.objects.filter(
-            organization_id=membership.organization_id, healthy=False
-        ).count(),
-    }
-    return render(request, template, {**header, **context})
 
 
 @login_required
@@ -44,14 +28,14 @@ def approvals(request, membership):
     if after:
         waiting = waiting.filter(id__gt=parse_id(after))
     rows = list(waiting[: PAGE_SIZE + 1])
-    page = rows[:PAGE_SIZE]
+    shown = rows[:PAGE_SIZE]
     context = {
-        "replies": page,
-        "next_url": f"{reverse('publishing:approvals')}?after={page[-1].pk}" if len(rows) > PAGE_SIZE else "",
+        "replies": shown,
+        "next_url": f"{reverse('publishing:approvals')}?after={shown[-1].pk}" if len(rows) > PAGE_SIZE else "",
         "first_url": reverse("publishing:approvals") if after else "",
         "max_note_length": MAX_REVIEW_NOTE,
     }
-    return _page(request, membership, "publishing/approvals.html", context)
+    return page(request, membership, "publishing/approvals.html", context)
 
 
 @login_required

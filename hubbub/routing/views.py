@@ -12,26 +12,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from hubbub.connectors.models import SocialAccount
 from hubbub.inbox.access import can_supervise, check_supervisor
-from hubbub.inbox.views import partial_login_required, with_membership
+from hubbub.inbox.views import page, partial_login_required, with_membership
 from hubbub.routing import actions
 from hubbub.routing.actions import RoutingError
 from hubbub.routing.board import department_board, warning_window
 
 BOARD_REFRESH_SECONDS = 5
-
-
-def _page(request, membership, template: str, context: dict[str, Any]) -> HttpResponse:
-    header = {
-        "membership": membership,
-        "memberships": getattr(request, "memberships", [membership]),
-        "is_supervisor": can_supervise(membership),
-        "unhealthy_accounts": SocialAccount.objects.filter(
-            organization_id=membership.organization_id, healthy=False
-        ).count(),
-    }
-    return render(request, template, {**header, **context})
 
 
 def _board_context(membership) -> dict[str, Any]:
@@ -50,7 +37,7 @@ def home(request, membership):
     context: dict[str, Any] = {"load": actions.open_load(membership)}
     if can_supervise(membership):
         context.update(_board_context(membership))
-    return _page(request, membership, "routing/home.html", context)
+    return page(request, membership, "routing/home.html", context)
 
 
 @partial_login_required
