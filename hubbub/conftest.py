@@ -1,4 +1,7 @@
-"""Fixtures every test gets."""
+"""Fixtures every test gets, and the real browser for the browser tests."""
+
+import os
+import shutil
 
 import pytest
 
@@ -23,3 +26,36 @@ def forget_per_process_memory():
     yield
     for cache in caches:
         cache.clear()
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture
+def browser_page(monkeypatch):
+    """A page in Debian's Chromium driven by Playwright (no browser download; scripts/ensure-chromium)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is not installed: run scripts/ensure-chromium (make test does)")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls a test makes between
+    # browser steps are ordinary synchronous ones.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            # Without the background-networking flags Chromium keeps calling out to a closed network.
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page()
+        page.set_default_timeout(15_000)
+        yield page
+        browser.close()

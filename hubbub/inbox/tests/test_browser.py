@@ -5,9 +5,6 @@ connector; an agent logs in, finds the post in the customer-service queue, repli
 reply arrives on the server in the customer's thread.
 """
 
-import os
-import shutil
-
 import pytest
 from django.contrib.auth.models import User
 
@@ -18,37 +15,7 @@ from hubbub.playbook.actions import do_publish_default_playbook
 from hubbub.testing.fake_mastodon import FakeMastodon
 from hubbub.worker import Worker
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser, pytest.mark.sqlite_only]
-
-# Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
-# between browser steps are ordinary synchronous ones.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-
-@pytest.fixture
-def browser_page():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Chromium is not installed: run scripts/ensure-chromium (make test does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        page = browser.new_page()
-        page.set_default_timeout(15_000)
-        yield page
-        browser.close()
 
 
 def test_agent_answers_a_mastodon_post_from_the_queue(live_server, transactional_db, settings, browser_page):

@@ -1,8 +1,5 @@
 """The query editor in a real browser: validation as you type and the preview, under the strict CSP."""
 
-import os
-import shutil
-
 import pytest
 from django.contrib.auth.models import User
 
@@ -10,28 +7,7 @@ from hubbub.accounts.actions import do_add_member
 from hubbub.inbox.tests.test_views import make_account, make_case, make_org
 from hubbub.listening.models import ListeningQuery
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser, pytest.mark.sqlite_only]
-
-# Playwright's sync API runs an event loop in this thread; the ORM calls between browser steps
-# are ordinary synchronous ones.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-
-@pytest.fixture
-def browser_page():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Chromium is not installed: run scripts/ensure-chromium (make test does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
-        )
-        page = browser.new_page()
-        page.set_default_timeout(15_000)
-        yield page
-        browser.close()
 
 
 def test_supervisor_writes_a_query_with_live_errors_and_a_preview(live_server, transactional_db, browser_page):
