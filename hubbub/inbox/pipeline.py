@@ -37,7 +37,6 @@ from hubbub.inbox.models import (
     Visibility,
 )
 from hubbub.lib.playbook import DEFAULT_RULE, PRIORITIES, Decision, PostFacts, Router
-from hubbub.lib.priority import Signals
 from hubbub.lib.priority import score as priority_score
 from hubbub.lib.sla import due_at
 from hubbub.listening.actions import Matcher, matcher_for
@@ -304,16 +303,7 @@ class _Threader:
             department_id = next(
                 (self.matcher.departments[n] for n in matched if self.matcher.departments.get(n)), department_id
             )
-        # The playbook's priority is the floor; what the post says (severity, sentiment, reach) can raise it.
-        scored = priority_score(
-            Signals(
-                severity=understood.severity,
-                sentiment=understood.sentiment,
-                sentiment_intensity=abs(understood.sentiment_score),
-                followers=identity.followers,
-            )
-        )
-        priority, tags = min(decision.priority, scored.level), list(decision.tags)
+        priority, tags = decision.priority, list(decision.tags)
         if crisis is not None:
             # Approval is not stored on the case: do_reply asks crisis mode live, so switching it
             # off restores direct publishing for these cases too.
@@ -347,6 +337,9 @@ class _Threader:
             last_message_at=post.created_at,
             first_response_due_at=first_response_due(self.playbook, post.created_at, decision),
         )
+        # The playbook's priority is the floor; what the post says (severity, sentiment, reach) can raise it.
+        # Scored as at opening, so an old imported post is not "breached" by the time it is read.
+        case.priority = min(case.priority, priority_score(case.priority_signals(now=case.opened_at)).level)
         if identity.customer_id is None:
             case.customer = identity.customer  # created in this batch, saved before the case
         else:
