@@ -16,7 +16,7 @@ from hubbub.crisis.actions import CrisisError
 from hubbub.crisis.models import AlertState, CrisisAlert, CrisisMode
 from hubbub.governance.models import AuditEvent
 from hubbub.inbox.access import can_supervise, check_supervisor
-from hubbub.inbox.views import page, partial_login_required, with_membership
+from hubbub.inbox.views import page, partial_login_required, run_action, with_membership
 from hubbub.publishing.access import pending_replies
 
 LIST_LIMIT = 50
@@ -105,11 +105,7 @@ def start(request, membership):
 @with_membership
 def end(request, membership, mode_id):
     mode = access_mode(membership, mode_id)
-    try:
-        actions.do_end_crisis(mode, request.user)
-    except CrisisError as exc:
-        messages.error(request, str(exc))
-    else:
+    if run_action(request, actions.do_end_crisis, mode, request.user, refusals=(CrisisError,)):
         messages.success(request, f"Crisis mode is off for {mode.topic_label}; the normal playbooks apply again.")
     return redirect("crisis:home")
 
@@ -119,10 +115,7 @@ def end(request, membership, mode_id):
 @with_membership
 def acknowledge_alert(request, membership, alert_id):
     alert = access_alert(membership, alert_id)
-    try:
-        actions.do_acknowledge_alert(alert, request.user)
-    except CrisisError as exc:
-        messages.error(request, str(exc))
+    run_action(request, actions.do_acknowledge_alert, alert, request.user, refusals=(CrisisError,))
     return redirect("crisis:home")
 
 
@@ -131,8 +124,5 @@ def acknowledge_alert(request, membership, alert_id):
 @with_membership
 def close_alert(request, membership, alert_id):
     alert = access_alert(membership, alert_id)
-    try:
-        actions.do_close_alert(alert, request.user)
-    except CrisisError as exc:
-        messages.error(request, str(exc))
+    run_action(request, actions.do_close_alert, alert, request.user, refusals=(CrisisError,))
     return redirect("crisis:home")

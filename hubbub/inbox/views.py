@@ -104,11 +104,13 @@ def _url(name: str, params: dict[str, str], *args) -> str:
     return f"{url}?{urlencode(params)}" if params else url
 
 
-def _run(request, action, *args) -> bool:
-    """Call an action; its refusal becomes a message for the agent. True when it went through."""
+def run_action(
+    request, action, *args, refusals: tuple[type[Exception], ...] = (CaseActionError, ReplyError), **kwargs
+) -> bool:
+    """Call an action; its refusal (one of `refusals`) becomes a message for the member. True when it went through."""
     try:
-        action(*args)
-    except (CaseActionError, ReplyError) as exc:
+        action(*args, **kwargs)
+    except refusals as exc:
         messages.error(request, str(exc))
         return False
     return True
@@ -334,7 +336,7 @@ def case_thread(request, membership, case_id):
 @with_membership
 def claim(request, membership, case_id):
     case = access_case(membership, case_id)
-    if _run(request, inbox_actions.do_claim, case, request.user):
+    if run_action(request, inbox_actions.do_claim, case, request.user):
         messages.success(request, f"You took case {case.pk}.")
     return _to_case(case)
 
@@ -346,7 +348,7 @@ def assign(request, membership, case_id):
     case = access_case(membership, case_id)
     chosen = request.POST.get("membership", "")
     assignee = access_assignee(membership, chosen) if chosen else None
-    if _run(request, inbox_actions.do_assign, case, request.user, assignee):
+    if run_action(request, inbox_actions.do_assign, case, request.user, assignee):
         who = (assignee.user.get_full_name() or assignee.user.get_username()) if assignee else "nobody"
         messages.success(request, f"Case {case.pk} is assigned to {who}.")
     return _to_case(case)
@@ -358,7 +360,7 @@ def assign(request, membership, case_id):
 def reply(request, membership, case_id):
     case = access_case(membership, case_id)
     private = request.POST.get("visibility") == Visibility.PRIVATE
-    if _run(request, publishing_actions.do_reply, case, request.user, request.POST.get("text", ""), private):
+    if run_action(request, publishing_actions.do_reply, case, request.user, request.POST.get("text", ""), private):
         messages.success(request, "Private reply queued." if private else "Public reply queued.")
     return _to_case(case)
 
@@ -368,7 +370,7 @@ def reply(request, membership, case_id):
 @with_membership
 def add_note(request, membership, case_id):
     case = access_case(membership, case_id)
-    if _run(request, inbox_actions.do_add_note, case, request.user, request.POST.get("text", "")):
+    if run_action(request, inbox_actions.do_add_note, case, request.user, request.POST.get("text", "")):
         messages.success(request, "Internal note added.")
     return _to_case(case)
 
@@ -379,7 +381,7 @@ def add_note(request, membership, case_id):
 def transfer(request, membership, case_id):
     case = access_case(membership, case_id)
     department = access_transfer_target(membership, request.POST.get("department"))
-    if not _run(request, inbox_actions.do_transfer, case, request.user, department):
+    if not run_action(request, inbox_actions.do_transfer, case, request.user, department):
         return _to_case(case)
     messages.success(request, f"Case {case.pk} transferred to {department.name}.")
     if department.pk in membership.visible_department_ids():
@@ -397,7 +399,7 @@ def set_priority(request, membership, case_id):
         priority = int(request.POST.get("priority", ""))
     except ValueError:
         priority = 0
-    if _run(request, inbox_actions.do_set_priority, case, request.user, priority):
+    if run_action(request, inbox_actions.do_set_priority, case, request.user, priority):
         messages.success(request, f"Case {case.pk} is now {case.get_priority_display().lower()}.")
     return _to_case(case)
 
@@ -407,7 +409,7 @@ def set_priority(request, membership, case_id):
 @with_membership
 def resolve(request, membership, case_id):
     case = access_case(membership, case_id)
-    if not _run(request, inbox_actions.do_resolve, case, request.user):
+    if not run_action(request, inbox_actions.do_resolve, case, request.user):
         return _to_case(case)
     messages.success(request, f"Case {case.pk} resolved.")
     return redirect("inbox:queue")
@@ -453,7 +455,7 @@ def retry_reply(request, membership, case_id, outbound_id):
     outbound = access_outbound(case, outbound_id)
     if outbound.state != OutboxState.FAILED:
         messages.error(request, "Only a failed reply can be retried.")
-    elif _run(request, publishing_actions.do_retry_reply, outbound, request.user):
+    elif run_action(request, publishing_actions.do_retry_reply, outbound, request.user):
         messages.success(request, "The reply will be sent again.")
     return _to_case(case)
 
@@ -493,7 +495,7 @@ def dead_letter_list(request, membership):
 @with_membership
 def retry_event(request, membership, event_id):
     event = access_event(membership, event_id)
-    if _run(request, inbox_actions.do_retry_event, event, request.user):
+    if run_action(request, inbox_actions.do_retry_event, event, request.user):
         messages.success(request, f"Event {event.external_id} will be processed again.")
     return redirect("inbox:dead_letters")
 

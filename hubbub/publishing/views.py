@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from hubbub.inbox.access import parse_id
-from hubbub.inbox.views import page, with_membership
+from hubbub.inbox.views import page, run_action, with_membership
 from hubbub.publishing import actions
 from hubbub.publishing.access import access_own_draft, access_pending_reply, pending_replies
 from hubbub.publishing.actions import MAX_REVIEW_NOTE, ReplyError
@@ -43,11 +43,7 @@ def approvals(request, membership):
 @with_membership
 def approve(request, membership, outbound_id):
     outbound = access_pending_reply(membership, outbound_id)
-    try:
-        actions.do_approve_reply(outbound, request.user)
-    except ReplyError as exc:
-        messages.error(request, str(exc))
-    else:
+    if run_action(request, actions.do_approve_reply, outbound, request.user, refusals=(ReplyError,)):
         messages.success(request, f"Reply on case {outbound.case_id} approved; it will be published shortly.")
     return redirect("publishing:approvals")
 
@@ -57,11 +53,8 @@ def approve(request, membership, outbound_id):
 @with_membership
 def send_back(request, membership, outbound_id):
     outbound = access_pending_reply(membership, outbound_id)
-    try:
-        actions.do_send_back_reply(outbound, request.user, request.POST.get("note", ""))
-    except ReplyError as exc:
-        messages.error(request, str(exc))
-    else:
+    note = request.POST.get("note", "")
+    if run_action(request, actions.do_send_back_reply, outbound, request.user, note, refusals=(ReplyError,)):
         messages.success(request, f"Reply on case {outbound.case_id} sent back to its author.")
     return redirect("publishing:approvals")
 
@@ -71,11 +64,8 @@ def send_back(request, membership, outbound_id):
 @with_membership
 def resubmit(request, membership, outbound_id):
     outbound = access_own_draft(membership, request.user, outbound_id)
-    try:
-        actions.do_resubmit_reply(outbound, request.user, request.POST.get("text", ""))
-    except ReplyError as exc:
-        messages.error(request, str(exc))
-    else:
+    text = request.POST.get("text", "")
+    if run_action(request, actions.do_resubmit_reply, outbound, request.user, text, refusals=(ReplyError,)):
         waiting = outbound.state == OutboxState.PENDING_APPROVAL
         messages.success(request, "Reply sent for approval again." if waiting else "Reply queued.")
     return redirect("inbox:case", case_id=outbound.case_id)
