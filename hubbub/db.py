@@ -9,11 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.db import connection
 from django.db.models import Model
+from django.db.models.base import ModelState
 
 
 def insert_rows(
@@ -36,23 +37,68 @@ def insert_rows(
         return cursor.rowcount
 
 
+# One encoder for every call: json.dumps(..., ensure_ascii=False) would build a new one each time.
+_to_json = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def db_value(value: Any) -> Any:
     """A Python value as the database driver takes it for our column types."""
+    return adapter()(value)
+
+
+def adapter() -> Callable[[Any], Any]:
+    """db_value for the current connection; fetch it once per batch, not once per value (the vendor
+    lookup goes through the connection proxy every time)."""
+    return _sqlite_value if connection.vendor == "sqlite" else _server_value
+
+
+def _server_value(value: Any) -> Any:
     kind = type(value)
-    if kind is str or kind is int or kind is float or kind is bool or value is None:
+    if kind is str or kind is int or kind is float or kind is bool or value is None or kind is dt.datetime:
         return value
+    if kind is list or kind is dict:
+        return _to_json(value) if value else ("[]" if kind is list else "{}")
     if isinstance(value, enum.Enum):
         return value.value
-    if isinstance(value, dt.datetime):
-        if connection.vendor == "sqlite":
-            # Django's own format for SQLite: naive UTC as "YYYY-MM-DD HH:MM:SS[.ffffff]".
-            if value.tzinfo is not None:
-                value = value.astimezone(dt.UTC).replace(tzinfo=None)
-            return str(value)
-        return value
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
+        return _to_json(value)
     return value
+
+
+def _sqlite_value(value: Any) -> Any:
+    if type(value) is dt.datetime or isinstance(value, dt.datetime):
+        # Django's own format for SQLite: naive UTC as "YYYY-MM-DD HH:MM:SS[.ffffff]".
+        if value.tzinfo is not dt.UTC and value.tzinfo is not None:
+            value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None).isoformat(" ")
+    return _server_value(value)
+
+
+_DEFAULTS: dict[type[Model], tuple[frozenset[str], dict[str, Any], list[tuple[str, Any]]]] = {}
+
+
+def unsaved[M: Model](model: type[M], **values: Any) -> M:
+    """model(**values) for the pipeline's new rows, without Model.__init__'s per-field work.
+
+    Values are keyed by column attribute (`account_id`, not `account`); every other field gets its
+    default, as __init__ would give it. No pre_init/post_init signals are sent (hubbub has none).
+    """
+    if model not in _DEFAULTS:
+        fields = model._meta.concrete_fields
+        static = {f.attname: f.get_default() for f in fields if not (f.has_default() and callable(f.default))}
+        dynamic = [(f.attname, f) for f in fields if f.has_default() and callable(f.default)]
+        _DEFAULTS[model] = (frozenset(f.attname for f in fields), static, dynamic)
+    attnames, static, dynamic = _DEFAULTS[model]
+    if not values.keys() <= attnames:
+        raise TypeError(f"{model.__name__} has no field {sorted(values.keys() - attnames)}")
+    obj = model.__new__(model)
+    obj._state = ModelState()
+    fields = obj.__dict__
+    fields.update(static)
+    for attname, field in dynamic:
+        fields[attname] = field.get_default()
+    fields.update(values)
+    return obj
 
 
 def insert_objects(objects: Sequence[Model], chunk: int = 500) -> None:
@@ -61,27 +107,36 @@ def insert_objects(objects: Sequence[Model], chunk: int = 500) -> None:
         return
     meta = objects[0]._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
-    relations = [f for f in fields if f.is_relation]
+    attnames = [f.attname for f in fields]
+    relations = [(f.name, f.attname) for f in fields if f.is_relation]
     # Only these column types need converting; strings, numbers and choices go to the driver as they are.
-    converted = [f.get_internal_type() in ("DateTimeField", "JSONField") for f in fields]
+    converted = [i for i, f in enumerate(fields) if f.get_internal_type() in ("DateTimeField", "JSONField")]
+    to_db = adapter()
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    # SQLite takes at most 32,766 parameters in one statement.
+    chunk = max(1, min(chunk, 30_000 // len(fields)))
     for start in range(0, len(objects), chunk):
         part = objects[start : start + chunk]
         params: list[Any] = []
         for obj in part:
+            values = obj.__dict__
             # A related object saved earlier in the batch: copy its new id onto the foreign key.
             cached = obj._state.fields_cache
-            for field in relations:
-                related = cached.get(field.name)
-                if related is not None and getattr(obj, field.attname) is None:
-                    if related.pk is None:
-                        raise ValueError(f"{field.name} of {obj!r} is not saved yet")
-                    setattr(obj, field.attname, related.pk)
-            for field, convert in zip(fields, converted, strict=True):
-                value = getattr(obj, field.attname)
-                params.append(db_value(value) if convert else value)
+            if cached:
+                for name, attname in relations:
+                    related = cached.get(name)
+                    if related is not None and values[attname] is None:
+                        if related.pk is None:
+                            raise ValueError(f"{name} of {obj!r} is not saved yet")
+                        values[attname] = related.pk
+            # Read from the instance's __dict__: a new instance holds every field there, and
+            # getattr through the field descriptors is most of the cost of a wide row.
+            row_values = [values[name] for name in attnames]
+            for i in converted:
+                row_values[i] = to_db(row_values[i])
+            params += row_values
         sql = (
             f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {', '.join([row] * len(part))} "  # noqa: S608
             f"RETURNING {quote(meta.pk.column)}"

@@ -25,7 +25,7 @@ from hubbub.connectors.models import EventState, InboundEvent, SocialAccount
 from hubbub.connectors.noise import sift
 from hubbub.connectors.registry import connector_for
 from hubbub.crisis.actions import crisis_decider
-from hubbub.db import db_value, insert_objects, insert_rows
+from hubbub.db import adapter, insert_objects, insert_rows, unsaved
 from hubbub.inbox.models import (
     OPEN_STATUSES,
     Case,
@@ -265,14 +265,15 @@ class _Threader:
         key = (account.network, post.author_handle)
         identity = self.identities.get(key)
         if identity is None:
-            customer = Customer(
+            customer = unsaved(
+                Customer,
                 organization_id=self.organization_id,
                 display_name=(post.author_name or post.author_handle)[:200],
                 created_at=post.created_at,
             )
-            identity = Identity(
+            identity = unsaved(
+                Identity,
                 organization_id=self.organization_id,
-                customer=customer,
                 network=account.network,
                 handle=post.author_handle[:255],
                 display_name=post.author_name[:200],
@@ -280,6 +281,7 @@ class _Threader:
                 followers=post.author_followers,
                 updated_at=self.now,
             )
+            identity.customer = customer  # saved first; insert_objects copies its id over
             self.new_customers.append(customer)
             self.new_identities.append(identity)
             self.identities[key] = identity
@@ -309,10 +311,11 @@ class _Threader:
             # off restores direct publishing for these cases too.
             department_id = self.departments.get(crisis["department"] or "", department_id)
             priority, tags = min(priority, crisis["priority"]), [*tags, crisis["tag"]]
-        case = Case(
+        case = unsaved(
+            Case,
             organization_id=self.organization_id,
             department_id=department_id or self._fallback_department(),
-            account=account,
+            account_id=account.pk,
             status=CaseStatus.NEW,
             priority=priority,
             subject=post.text[:280],
@@ -404,6 +407,7 @@ class _Threader:
             self.changed_cases[case.pk] = case
 
     def _save(self) -> None:
+        db_value = adapter()
         insert_objects(self.new_customers)
         insert_objects(self.new_identities)
         insert_objects(self.new_cases)
@@ -412,13 +416,13 @@ class _Threader:
             MESSAGE_FIELDS,
             (
                 (
-                    case.pk,
+                    case.id,
                     account_id,
                     direction,
                     visibility,
                     external_id,
                     reply_to,
-                    identity.pk if identity else None,
+                    identity.id if identity else None,
                     text,
                     html,
                     url,

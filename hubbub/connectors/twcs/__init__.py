@@ -100,12 +100,19 @@ def _checked(line: int, record: dict[str, Any]) -> Row | Rejected:
     tweet_id = _tweet_id(record.get("tweet_id"))
     if not tweet_id or len(tweet_id) > 64:
         return Rejected(line, "no tweet_id")
-    data = {c: _clean(record.get(c)) for c in COLUMNS}
+    data = {}
+    for column in COLUMNS:
+        value = record.get(column)
+        if type(value) is str and _BARE_CR not in value:
+            data[column] = value[:MAX_FIELD]  # what a CSV cell nearly always is: nothing to clean
+        else:
+            data[column] = _clean(value)
     data["tweet_id"] = tweet_id
     data["in_response_to_tweet_id"] = _tweet_id(data["in_response_to_tweet_id"])
-    data["response_tweet_id"] = ",".join(
-        filter(None, (_tweet_id(part) for part in data["response_tweet_id"].split(",")))
-    )
+    if data["response_tweet_id"]:
+        data["response_tweet_id"] = ",".join(
+            filter(None, (_tweet_id(part) for part in data["response_tweet_id"].split(",")))
+        )
     return Row(line, data)
 
 
