@@ -1,0 +1,65 @@
+"""The pipeline's plain-INSERT helpers (hubbub/db.py) must write what the ORM would have written."""
+
+import datetime as dt
+
+import pytest
+
+from hubbub.accounts.actions import do_create_organization
+from hubbub.db import db_value, insert_objects, unsaved
+from hubbub.inbox.models import Case, CaseStatus, Customer, Identity
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def organization():
+    return do_create_organization("Northwind Air", "northwind")
+
+
+def test_an_unsaved_row_has_the_defaults_the_model_would_give_it():
+    given = {"organization_id": 1, "department_id": 2, "account_id": 3, "status": CaseStatus.NEW, "priority": 2}
+    built, reference = unsaved(Case, **given), Case(**given)
+    for field in Case._meta.concrete_fields:
+        if field.attname in ("last_message_at", "opened_at"):
+            continue  # default=timezone.now: a few microseconds apart
+        assert getattr(built, field.attname) == getattr(reference, field.attname), field.attname
+    assert built.labels == {} or built.labels == reference.labels
+    # A callable default is called for each row: two rows never share one list.
+    other = unsaved(Case, **given)
+    assert built.tags is not other.tags
+
+
+def test_an_unknown_field_is_refused_as_the_model_would():
+    with pytest.raises(TypeError, match="nonsense"):
+        unsaved(Customer, organization_id=1, nonsense=1)
+
+
+def test_rows_inserted_in_one_batch_get_their_ids_and_read_back_equal(organization):
+    when = dt.datetime(2026, 3, 29, 0, 59, 59, 123456, tzinfo=dt.UTC)
+    customer = unsaved(Customer, organization_id=organization.pk, display_name="Zoë <script>", created_at=when)
+    identity = unsaved(
+        Identity, organization_id=organization.pk, network="mastodon", handle="zoe@example.social", updated_at=when
+    )
+    identity.customer = customer
+    insert_objects([customer])
+    insert_objects([identity])
+    assert customer.pk and identity.customer_id == customer.pk
+    stored = Identity.objects.select_related("customer").get(pk=identity.pk)
+    assert stored.customer.display_name == "Zoë <script>"
+    assert stored.updated_at == when
+
+
+def test_an_insert_that_refers_to_an_unsaved_row_is_refused(organization):
+    customer = unsaved(Customer, organization_id=organization.pk, display_name="x")
+    identity = unsaved(Identity, organization_id=organization.pk, network="mastodon", handle="x")
+    identity.customer = customer
+    with pytest.raises(ValueError, match="not saved yet"):
+        insert_objects([identity])
+
+
+def test_values_are_prepared_as_the_driver_takes_them():
+    assert db_value([]) == "[]" and db_value({}) == "{}"
+    assert db_value({"é": [1]}) == '{"é": [1]}'
+    paris = dt.timezone(dt.timedelta(hours=1))
+    moment = dt.datetime(2026, 1, 1, 13, 0, tzinfo=paris)
+    assert db_value(moment) in (moment, "2026-01-01 12:00:00")  # PostgreSQL takes it as is; SQLite as UTC text
