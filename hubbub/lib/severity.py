@@ -24,6 +24,7 @@ __all__ = ["SEVERITY_LABELS", "reproach_cues", "severity"]
 
 SEVERITY_LABELS = ("0", "1", "2", "3", "4")
 
+# Every pattern is matched against the lower-cased text (re.IGNORECASE is several times slower).
 _YOU = r"(?:you|u|ur|ya|you've|youve|you have|you guys|y'all|they|they've|@\w+)"
 
 # Holding the brand responsible for the harm.
@@ -37,7 +38,6 @@ _BLAME = re.compile(
     r"(?:cancel+ing|switching|leaving|closing) (?:my|our)|losing (?:trust|faith)|lost (?:a|another) customer|"
     r"(?:return|returning) all|every (?:single|fucking|damn) time|killing me"
     r")",
-    re.IGNORECASE,
 )
 
 # Saying the brand did something reprehensible.
@@ -51,7 +51,6 @@ _ACCUSATION = re.compile(
     r"|lied|liars?|scam(?:med|mers?)?|ripped off|rip ?off|stole|stolen|false advertising|overcharged|"
     r"charged me|took my money|fraud|misled|misleading|incompetent|rude|racist|crappy|shit\w*|fuck\w*|h8|crap"
     r")",
-    re.IGNORECASE,
 )
 
 # Explicit negative feelings, beyond what the sentiment score shows.
@@ -59,7 +58,6 @@ _DISAPPROVAL = re.compile(
     r"(?:\b(?:disappoint\w*|frustrat\w*|annoy\w*|angry|upset|unacceptable|ridiculous|terrible|awful|"
     r"horrible|worst|pathetic|disgust\w*|appalling|sucks?|hate|fed up|sick of|not happy|smh|wtf|ugh|ffs|"
     r"seriously|useless|joke|shocking|poor|bad|unhappy|furious|livid)\b|!!|\?\?)",
-    re.IGNORECASE,
 )
 
 _COMPLAINT_INTENTS = frozenset(("complaint", "legal_threat"))
@@ -72,7 +70,10 @@ def severity(text: str, classification: Classification | None = None) -> int:
     c = classification if classification is not None else classify(text)
     if c.intent not in _COMPLAINT_INTENTS:
         return 0
-    if c.intent == "legal_threat" or _BLAME.search(text):
+    if c.intent == "legal_threat":
+        return 4
+    text = text.lower()
+    if _BLAME.search(text):
         return 4
     if _ACCUSATION.search(text):
         return 3
@@ -84,7 +85,7 @@ def severity(text: str, classification: Classification | None = None) -> int:
 def reproach_cues(text: str) -> tuple[bool, bool, bool]:
     """Whether the post blames, accuses, or voices disapproval, by the patterns above (features for
     hubbub.lib.textmodel)."""
-    text = (text or "")[:MAX_TEXT]
+    text = (text or "")[:MAX_TEXT].lower()
     return (
         _BLAME.search(text) is not None,
         _ACCUSATION.search(text) is not None,
