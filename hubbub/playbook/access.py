@@ -44,6 +44,14 @@ class Scope:
         return self.url("dry_run")
 
     @property
+    def draft_url(self) -> str:
+        return self.url("draft")
+
+    @property
+    def discard_url(self) -> str:
+        return self.url("discard")
+
+    @property
     def title(self) -> str:
         return f"{self.department.name} playbook" if self.department is not None else "Intake playbook"
 

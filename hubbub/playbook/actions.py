@@ -31,7 +31,7 @@ from hubbub.lib.playbook import (
     dry_run,
     parse_yaml,
 )
-from hubbub.playbook.models import Playbook
+from hubbub.playbook.models import Playbook, PlaybookDraft
 
 DEFAULT_PLAYBOOK = Path(__file__).with_name("default_playbook.yaml")
 DRY_RUN_DAYS = 7
@@ -112,6 +112,8 @@ def do_publish_playbook(
     data = parse_yaml(source, department=department.slug if department is not None else None)
     latest = Playbook.objects.filter(organization=organization).aggregate(v=Max("version"))["v"] or 0
     Playbook.objects.filter(organization=organization, department=department, is_active=True).update(is_active=False)
+    # The draft it came from, if any, is now this version.
+    PlaybookDraft.objects.filter(organization=organization, department=department).delete()
     playbook = Playbook.objects.create(
         organization=organization,
         department=department,
@@ -132,6 +134,42 @@ def do_publish_playbook(
         restored_from=restored_from,
     )
     return playbook
+
+
+@transaction.atomic
+def do_save_draft(
+    organization: Organization, source: str, user=None, department: Department | None = None
+) -> PlaybookDraft:
+    """Keep a playbook's draft as written (it need not parse yet); one per playbook, the latest wins."""
+    if department is not None and department.organization_id != organization.pk:
+        raise PlaybookError("", "no such department")
+    draft = PlaybookDraft.objects.select_for_update().filter(organization=organization, department=department).first()
+    if draft is None:
+        draft = PlaybookDraft(organization=organization, department=department)
+    draft.source, draft.updated_by, draft.updated_at = source, user, timezone.now()
+    draft.save()
+    do_audit(
+        organization,
+        user,
+        "playbook.draft_saved",
+        draft,
+        department=department.slug if department is not None else "intake",
+    )
+    return draft
+
+
+def do_discard_draft(organization: Organization, user=None, department: Department | None = None) -> bool:
+    """Drop a playbook's draft; the editor opens on the running version again. False when there was none."""
+    deleted, _ = PlaybookDraft.objects.filter(organization=organization, department=department).delete()
+    if deleted:
+        do_audit(
+            organization,
+            user,
+            "playbook.draft_discarded",
+            None,
+            department=department.slug if department is not None else "intake",
+        )
+    return bool(deleted)
 
 
 def do_rollback_playbook(earlier: Playbook, user=None) -> Playbook:

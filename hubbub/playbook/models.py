@@ -53,3 +53,34 @@ class Playbook(models.Model):
     def scope(self) -> str | None:
         """The department slug the playbook belongs to; None for the intake playbook."""
         return self.department.slug if self.department_id else None
+
+
+class PlaybookDraft(models.Model):
+    """A playbook being written and not yet published: one per playbook of the set, kept between
+    visits so a supervisor can dry-run today and publish tomorrow. It may not parse yet; it is
+    validated when published. Publishing that playbook deletes it."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="playbook_drafts")
+    # Null: the intake playbook's draft.
+    department = models.ForeignKey(
+        Department, null=True, blank=True, on_delete=models.CASCADE, related_name="playbook_drafts"
+    )
+    source = models.TextField()
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization"], condition=Q(department__isnull=True), name="playbook_draft_one_intake"
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "department"],
+                condition=Q(department__isnull=False),
+                name="playbook_draft_one_per_department",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.department.slug if self.department_id else "intake"
+        return f"{self.organization} {scope} playbook draft"

@@ -22,7 +22,7 @@ from hubbub.playbook.access import (
     access_version_to_edit,
 )
 from hubbub.playbook.describe import describe
-from hubbub.playbook.models import Playbook
+from hubbub.playbook.models import Playbook, PlaybookDraft
 
 MAX_SOURCE = 200_001
 # What a department's editor starts from before its first version.
@@ -59,19 +59,33 @@ def detail(request, membership, scope_slug):
     scope = access_scope(membership, scope_slug)
     versions = list(_versions(membership, scope)[:100])
     active = next((v for v in versions if v.is_active), None)
-    if active is not None:
+    draft = _draft(membership, scope) if can_supervise(membership) else None
+    if draft is not None:
+        source = draft.source
+    elif active is not None:
         source = active.source
     else:
         source = DEPARTMENT_STARTER if scope.department is not None else actions.DEFAULT_PLAYBOOK.read_text()
-    return _editor(request, membership, scope, source, versions, active)
+    return _editor(request, membership, scope, source, versions, active, draft=draft)
 
 
-def _editor(request, membership, scope: Scope, source: str, versions, active, error=None, status=200) -> HttpResponse:
+def _draft(membership, scope: Scope) -> PlaybookDraft | None:
+    return (
+        PlaybookDraft.objects.select_related("updated_by")
+        .filter(organization_id=membership.organization_id, department=scope.department)
+        .first()
+    )
+
+
+def _editor(
+    request, membership, scope: Scope, source: str, versions, active, error=None, status=200, draft=None
+) -> HttpResponse:
     context = {
         "scope": scope,
         "source": source,
         "versions": versions,
         "active": active,
+        "draft": draft,
         "can_edit": can_supervise(membership),
         **_checked(source, scope, error),
     }
@@ -121,6 +135,27 @@ def publish(request, membership, scope_slug):
         active = next((v for v in versions if v.is_active), None)
         return _editor(request, membership, scope, source, versions, active, error=exc, status=400)
     messages.success(request, f"Published {scope.title.lower()} version {published.version}; new posts follow it.")
+    return redirect(scope.detail_url)
+
+
+@login_required
+@require_POST
+@with_membership
+def save_draft(request, membership, scope_slug):
+    scope = access_scope_to_edit(membership, scope_slug)
+    source = request.POST.get("source", "")[:MAX_SOURCE]
+    actions.do_save_draft(membership.organization, source, user=request.user, department=scope.department)
+    messages.success(request, "Draft saved. It is not running until you publish it.")
+    return redirect(scope.detail_url)
+
+
+@login_required
+@require_POST
+@with_membership
+def discard_draft(request, membership, scope_slug):
+    scope = access_scope_to_edit(membership, scope_slug)
+    if actions.do_discard_draft(membership.organization, user=request.user, department=scope.department):
+        messages.success(request, "Draft discarded; the editor shows the running version.")
     return redirect(scope.detail_url)
 
 
