@@ -153,6 +153,9 @@ HUBBUB_META_VERIFY_TOKEN = os.environ.get("HUBBUB_META_VERIFY_TOKEN", "")
 HUBBUB_MAX_RESPONSE_BYTES = int(os.environ.get("HUBBUB_MAX_RESPONSE_BYTES", str(5 * 1024 * 1024)))
 # A customer's new post joins their open case on the same account if it came within this many hours.
 HUBBUB_THREAD_WINDOW_HOURS = float(os.environ.get("HUBBUB_THREAD_WINDOW_HOURS", "72"))
+# A playbook's automatic acknowledgement answers only posts younger than this: an import of old
+# posts or a backfill after an outage must not greet customers about last week.
+HUBBUB_ACKNOWLEDGE_WITHIN_MINUTES = float(os.environ.get("HUBBUB_ACKNOWLEDGE_WITHIN_MINUTES", "60"))
 # A new case whose routing confidence is below this goes to the triage queue of this department, so a
 # person confirms its labels before the playbook routes it.
 HUBBUB_TRIAGE_CONFIDENCE = float(os.environ.get("HUBBUB_TRIAGE_CONFIDENCE", "0.25"))

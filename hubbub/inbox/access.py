@@ -14,6 +14,7 @@ from django.http import Http404
 from hubbub.accounts.models import Department, Membership, Role
 from hubbub.connectors.models import EventState, InboundEvent
 from hubbub.inbox.models import Case
+from hubbub.playbook.models import HandOff
 from hubbub.publishing.models import OutboundMessage
 
 # The organization a member with several memberships chose with ?org=slug.
@@ -86,12 +87,16 @@ def access_transfer_target(membership: Membership, department_id) -> Department:
     return department
 
 
-def visible_cases(membership: Membership) -> QuerySet[Case]:
-    """Cases of the departments the member works; supervisors also see every case waiting in triage."""
+def _case_scope(membership: Membership) -> Q:
     scope = Q(department_id__in=membership.visible_department_ids())
     if can_supervise(membership):
         scope |= Q(needs_triage=True)
-    return Case.objects.filter(scope, organization_id=membership.organization_id)
+    return scope
+
+
+def visible_cases(membership: Membership) -> QuerySet[Case]:
+    """Cases of the departments the member works; supervisors also see every case waiting in triage."""
+    return Case.objects.filter(_case_scope(membership), organization_id=membership.organization_id)
 
 
 def sees_triage(membership: Membership) -> bool:
@@ -102,10 +107,13 @@ def sees_triage(membership: Membership) -> bool:
 
 
 def access_case(membership: Membership, case_id) -> Case:
+    """A case of the member's departments, or one a playbook handed to one of them (a HandOff)."""
+    pk = parse_id(case_id)
+    handed_to_them = HandOff.objects.filter(case_id=pk, department_id__in=membership.visible_department_ids())
     case = (
-        visible_cases(membership)
+        Case.objects.filter(_case_scope(membership) | Q(pk__in=handed_to_them.values("case_id")))
+        .filter(organization_id=membership.organization_id, pk=pk)
         .select_related("organization", "department", "account", "customer", "assignee")
-        .filter(pk=parse_id(case_id))
         .first()
     )
     if case is None:

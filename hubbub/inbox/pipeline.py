@@ -40,7 +40,7 @@ from hubbub.lib.playbook import DEFAULT_RULE, PRIORITIES, Decision, PostFacts, R
 from hubbub.lib.priority import score as priority_score
 from hubbub.lib.sla import due_at
 from hubbub.listening.actions import Matcher, matcher_for
-from hubbub.playbook.actions import active_playbook
+from hubbub.playbook.actions import Opened, active_playbook, do_carry_out
 from hubbub.understanding.actions import understand
 from hubbub.understanding.combine import Understanding
 
@@ -180,6 +180,8 @@ class _Threader:
         self.new_identities: list[Identity] = []
         self.new_cases: list[Case] = []
         self.new_messages: list[tuple] = []
+        # New cases whose playbook decision reaches beyond the case (hand-offs, acknowledgements).
+        self.follow_ups: list[tuple[Case, Decision, Identity, SocialAccount, dt.datetime, bool]] = []
         self.changed_cases: dict[int, Case] = {}
         self.changed_identities: dict[int, Identity] = {}
         self.triage_below = triage_threshold()
@@ -348,6 +350,8 @@ class _Threader:
         else:
             case.customer_id = identity.customer_id  # reading identity.customer would cost a query
         self.new_cases.append(case)
+        if decision.notify or decision.acknowledge is not None:
+            self.follow_ups.append((case, decision, identity, account, post.created_at, crisis is not None))
         return case
 
     def _route(
@@ -451,6 +455,23 @@ class _Threader:
             Case.objects.bulk_update(self.changed_cases.values(), ["status", "last_message_at", "first_responded_at"])
         if self.changed_identities:
             Identity.objects.bulk_update(self.changed_identities.values(), ["followers", "updated_at"])
+        do_carry_out(
+            self.organization_id,
+            [
+                Opened(
+                    case=case,
+                    decision=decision,
+                    customer_name=identity.display_name or identity.handle,
+                    customer_handle=identity.handle,
+                    channel=account.network,
+                    posted_at=posted_at,
+                    in_crisis=in_crisis,
+                    replyable=not account.settings.get("imported"),
+                )
+                for case, decision, identity, account, posted_at, in_crisis in self.follow_ups
+            ],
+            self.now,
+        )
 
 
 def _customer_key(identity: Identity) -> int:

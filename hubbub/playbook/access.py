@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from hubbub.accounts.models import Department, Membership
 from hubbub.inbox.access import check_supervisor, parse_id, visible_departments
-from hubbub.playbook.models import Playbook
+from hubbub.playbook.models import HandOff, Playbook
 
 
 @dataclass(frozen=True)
@@ -87,3 +87,17 @@ def access_version(membership: Membership, playbook_id) -> Playbook:
 def access_version_to_edit(membership: Membership, playbook_id) -> Playbook:
     check_supervisor(membership)
     return access_version(membership, playbook_id)
+
+
+def visible_handoffs(membership: Membership):
+    """Hand-offs to the departments the member works."""
+    return HandOff.objects.filter(
+        organization_id=membership.organization_id, department_id__in=membership.visible_department_ids()
+    )
+
+
+def access_handoff(membership: Membership, handoff_id) -> HandOff:
+    found = visible_handoffs(membership).select_related("organization").filter(pk=parse_id(handoff_id)).first()
+    if found is None:
+        raise Http404("no such hand-off")
+    return found

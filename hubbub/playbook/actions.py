@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
 from hubbub.accounts.models import Department, Organization
 from hubbub.governance.actions import do_audit
-from hubbub.inbox.models import Case, Direction, Message
+from hubbub.governance.models import AuditEvent
+from hubbub.inbox.models import Case, Direction, Message, Visibility
 from hubbub.lib.playbook import (
     CompiledPlaybook,
+    Decision,
     DryRun,
     PlaybookError,
     PlaybookSet,
@@ -31,7 +35,9 @@ from hubbub.lib.playbook import (
     dry_run,
     parse_yaml,
 )
-from hubbub.playbook.models import Playbook, PlaybookDraft
+from hubbub.playbook.models import HandOff, Playbook, PlaybookDraft
+from hubbub.publishing.actions import MAX_REPLY_LENGTH
+from hubbub.publishing.models import OutboundMessage, OutboxState
 
 DEFAULT_PLAYBOOK = Path(__file__).with_name("default_playbook.yaml")
 DRY_RUN_DAYS = 7
@@ -259,3 +265,122 @@ def do_dry_run(
         raise PlaybookError("", "the organization has no running playbook to compare with")
     since = timezone.now() - dt.timedelta(days=max(1, min(days, MAX_DRY_RUN_DAYS)))
     return dry_run(replayed_posts(organization.pk, since, shown), running, candidate)
+
+
+def do_acknowledge_handoff(handoff: HandOff, user) -> bool:
+    """A member of the notified department confirms they have it: the receipt. False when someone already did."""
+    with transaction.atomic():
+        taken = HandOff.objects.filter(pk=handoff.pk, received_at=None).update(
+            received_at=timezone.now(), received_by=user
+        )
+        if taken:
+            do_audit(
+                handoff.organization,
+                user,
+                "handoff.received",
+                handoff,
+                case=handoff.case_id,
+                department=handoff.department_id,
+            )
+    handoff.refresh_from_db()
+    return bool(taken)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A case the pipeline has just opened and saved, with what its playbook decided for it."""
+
+    case: Case
+    decision: Decision
+    # Shown to the customer by an acknowledgement template.
+    customer_name: str
+    customer_handle: str
+    channel: str
+    # The post's own time: only recent posts are acknowledged.
+    posted_at: dt.datetime
+    # A crisis mode covers the case: every public word waits for approval.
+    in_crisis: bool = False
+    # False for an account imported from a file: there is nobody to send an acknowledgement to.
+    replyable: bool = True
+
+
+def do_carry_out(organization_id: int, opened: list[Opened], now: dt.datetime) -> None:
+    """The playbook actions that reach beyond the case itself, for a batch of newly opened cases:
+    `notify` hands the case to other departments (a HandOff each, with a receipt to come), and
+    `acknowledge` queues the template's reply in the outbox. Runs in the batch's transaction, so a
+    worker killed halfway leaves neither, and the batch's rerun writes each exactly once."""
+    if not opened:
+        return
+    departments = dict(Department.objects.filter(organization_id=organization_id).values_list("slug", "id"))
+    handoffs = [
+        HandOff(
+            organization_id=organization_id,
+            case_id=item.case.pk,
+            department_id=departments[slug],
+            rule=item.decision.rule[:200],
+            created_at=now,
+        )
+        for item in opened
+        for slug in dict.fromkeys(item.decision.notify)
+        if slug in departments and departments[slug] != item.case.department_id
+    ]
+    HandOff.objects.bulk_create(handoffs, ignore_conflicts=True)
+    window = dt.timedelta(minutes=settings.HUBBUB_ACKNOWLEDGE_WITHIN_MINUTES)
+    acknowledged = [
+        item
+        for item in opened
+        if item.decision.acknowledge is not None and item.replyable and now - item.posted_at <= window
+    ]
+    if not acknowledged:
+        return
+    organization = Organization.objects.get(pk=organization_id)
+    department_names = dict(Department.objects.filter(organization_id=organization_id).values_list("id", "name"))
+    # The customer's opening message: the acknowledgement answers it in thread.
+    opening = dict(
+        Message.objects.filter(case_id__in=[item.case.pk for item in acknowledged], direction=Direction.INBOUND)
+        .exclude(external_id=None)
+        .order_by("-id")
+        .values_list("case_id", "id")
+    )
+    outbox = []
+    for item in acknowledged:
+        case, decision = item.case, item.decision
+        text = decision.acknowledge.render(
+            {
+                "customer_name": item.customer_name,
+                "customer_handle": item.customer_handle,
+                "case_id": case.pk,
+                "department": department_names.get(case.department_id, ""),
+                "agent_name": "",
+                "brand": organization.name,
+                "channel": item.channel,
+            }
+        ).strip()
+        if not text:
+            continue
+        needs_approval = case.requires_approval or (item.in_crisis and not decision.private)
+        outbox.append(
+            OutboundMessage(
+                organization_id=organization_id,
+                case_id=case.pk,
+                account_id=case.account_id,
+                in_reply_to_id=opening.get(case.pk),
+                visibility=Visibility.PRIVATE if decision.private else Visibility.PUBLIC,
+                text=text[:MAX_REPLY_LENGTH],
+                state=OutboxState.PENDING_APPROVAL if needs_approval else OutboxState.APPROVED,
+                created_at=now,
+                next_attempt_at=now,
+            )
+        )
+    OutboundMessage.objects.bulk_create(outbox)
+    AuditEvent.objects.bulk_create(
+        AuditEvent(
+            organization_id=organization_id,
+            actor=None,
+            action="reply.acknowledgement_queued",
+            target_type="outboundmessage",
+            target_id=str(outbound.pk or ""),
+            data={"case": outbound.case_id, "visibility": outbound.visibility, "state": outbound.state},
+        )
+        for outbound in outbox
+    )

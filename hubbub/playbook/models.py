@@ -4,6 +4,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from hubbub.accounts.models import Department, Organization
+from hubbub.inbox.models import Case
 
 
 class Playbook(models.Model):
@@ -84,3 +85,30 @@ class PlaybookDraft(models.Model):
     def __str__(self) -> str:
         scope = self.department.slug if self.department_id else "intake"
         return f"{self.organization} {scope} playbook draft"
+
+
+class HandOff(models.Model):
+    """A department told of a case it does not work (legal, PR, …) by a playbook rule's `notify`.
+
+    The receipt is the moment one of that department's members acknowledges it: until then the
+    hand-off is open on the department's Hand-offs page. Its members may read the case.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="handoffs")
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="handoffs")
+    department = models.ForeignKey(Department, on_delete=models.CASCADE, related_name="handoffs")
+    # The playbook rule that asked for it, as Case.playbook_rule names rules.
+    rule = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    received_at = models.DateTimeField(null=True, blank=True)
+    received_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["case", "department"], name="handoff_once_per_department")]
+        indexes = [models.Index(fields=["department", "received_at", "-created_at"], name="handoff_inbox")]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"case {self.case_id} handed to {self.department_id}"

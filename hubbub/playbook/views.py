@@ -16,10 +16,12 @@ from hubbub.lib.playbook import PlaybookError, parse_yaml
 from hubbub.playbook import actions
 from hubbub.playbook.access import (
     Scope,
+    access_handoff,
     access_scope,
     access_scope_to_edit,
     access_version,
     access_version_to_edit,
+    visible_handoffs,
 )
 from hubbub.playbook.describe import describe
 from hubbub.playbook.models import Playbook, PlaybookDraft
@@ -212,3 +214,26 @@ def _days(value: str | None) -> int:
     except ValueError:
         return actions.DRY_RUN_DAYS
     return max(1, min(days, actions.MAX_DRY_RUN_DAYS))
+
+
+# --- hand-offs -------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+@with_membership
+def handoffs(request, membership):
+    rows = visible_handoffs(membership).select_related("case", "department", "received_by")
+    waiting = list(rows.filter(received_at=None)[:200])
+    received = list(rows.exclude(received_at=None)[:50])
+    return page(request, membership, "playbook/handoffs.html", {"waiting": waiting, "received": received})
+
+
+@login_required
+@require_POST
+@with_membership
+def acknowledge_handoff(request, membership, handoff_id):
+    handoff = access_handoff(membership, handoff_id)
+    if not actions.do_acknowledge_handoff(handoff, request.user):
+        messages.info(request, "Someone in the department had already acknowledged it.")
+    return redirect("playbook:handoffs")

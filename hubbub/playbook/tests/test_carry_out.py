@@ -1,0 +1,173 @@
+"""Playbook actions that reach beyond the case: hand-offs to notified departments (with a receipt)
+and automatic acknowledgements from a template, carried out by the pipeline exactly once."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from hubbub.accounts.models import Role
+from hubbub.connectors.actions import do_store_events
+from hubbub.connectors.base import RawPost
+from hubbub.connectors.models import Network, SocialAccount
+from hubbub.governance.models import AuditEvent
+from hubbub.inbox import pipeline
+from hubbub.inbox.models import Case, Direction
+from hubbub.inbox.tests.test_views import SCRIPT, make_member, make_org
+from hubbub.playbook.actions import do_publish_playbook
+from hubbub.playbook.models import HandOff
+from hubbub.publishing.models import OutboundMessage, OutboxState
+
+INTAKE = """
+templates:
+  thanks: "Hi {customer_name}, thanks for telling {brand}. Case {case_id} is with our {department} team."
+default:
+  department: customer-service
+  priority: normal
+  first_response_minutes: 60
+rules:
+  - name: Lawyers
+    when: {terms: [lawyer]}
+    then: {department: customer-service, notify: [legal, marketing], acknowledge: thanks}
+  - name: Refunds need a look
+    when: {terms: [refund]}
+    then: {requires_approval: true, acknowledge: thanks}
+"""
+
+
+@pytest.fixture
+def org(db):
+    organization = make_org("Acme", "acme")
+    do_publish_playbook(organization, INTAKE)
+    return organization
+
+
+@pytest.fixture
+def account(org):
+    # A live account (an imported one has nobody to reply to, so it is never acknowledged).
+    return SocialAccount.objects.create(
+        organization=org, network=Network.MASTODON, handle="acme", base_url="https://social.example"
+    )
+
+
+def post(account, status_id: str, text: str, when: dt.datetime | None = None, author: str = "carol"):
+    """Store a Mastodon Status entity (the fields hubbub reads) as a raw event."""
+    when = when or timezone.now()
+    payload = {
+        "id": status_id,
+        "created_at": when.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "in_reply_to_id": None,
+        "visibility": "public",
+        "language": "en",
+        "url": f"https://social.example/@{author}/{status_id}",
+        "content": f"<p>{text}</p>",
+        "reblog": None,
+        "account": {"id": f"9{len(author)}{ord(author[0])}", "username": author, "acct": author},
+    }
+    do_store_events(account, [RawPost(status_id, payload)])
+
+
+def drain():
+    # The pipeline only: the outbox is left for the test to look at, not published.
+    while pipeline.process_pending():
+        pass
+
+
+def test_a_notify_rule_hands_the_case_to_each_department_once(org, account):
+    post(account, "1", "@acme my lawyer will hear about this")
+    drain()
+    case = Case.objects.get()
+    assert case.department.slug == "customer-service"
+    handed = HandOff.objects.filter(case=case)
+    assert sorted(handed.values_list("department__slug", flat=True)) == ["legal", "marketing"]
+    assert all(h.rule.startswith("Lawyers") and h.received_at is None for h in handed)
+
+
+def test_a_recent_post_is_acknowledged_in_thread_and_an_old_one_is_not(org, account):
+    post(account, "1", "@acme my lawyer will hear about this", author="carol")
+    post(account, "2", "@acme my lawyer again", when=timezone.now() - dt.timedelta(days=3), author="dave")
+    drain()
+    acknowledgement = OutboundMessage.objects.get()
+    case = Case.objects.get(messages__external_id="1")
+    assert acknowledgement.case == case and acknowledgement.state == OutboxState.APPROVED
+    assert acknowledgement.in_reply_to.external_id == "1"
+    assert acknowledgement.in_reply_to.direction == Direction.INBOUND
+    assert (
+        acknowledgement.text == f"Hi carol, thanks for telling Acme. Case {case.pk} is with our Customer service team."
+    )
+    assert AuditEvent.objects.filter(action="reply.acknowledgement_queued").count() == 1
+
+
+def test_an_acknowledgement_on_a_case_that_needs_approval_waits_for_it(org, account):
+    post(account, "1", "@acme I want a refund")
+    drain()
+    assert OutboundMessage.objects.get().state == OutboxState.PENDING_APPROVAL
+
+
+def test_a_batch_done_again_after_a_crash_writes_neither_twice(org, account, monkeypatch):
+    post(account, "1", "@acme my lawyer will hear about this")
+    original = pipeline.do_carry_out
+    calls = []
+
+    def crash_after(*args, **kwargs):
+        original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("worker killed")
+
+    monkeypatch.setattr(pipeline, "do_carry_out", crash_after)
+    drain()
+    assert (HandOff.objects.count(), OutboundMessage.objects.count()) == (2, 1)
+
+
+def test_the_notified_department_reads_the_case_and_acknowledges_receipt(client, org, account):
+    post(account, "1", f"@acme my lawyer will hear about this {SCRIPT}")
+    drain()
+    lawyer = make_member(org, "lena", Role.AGENT, ["legal"])
+    outsider = make_member(org, "otto", Role.AGENT, ["sales"])
+    handoff = HandOff.objects.get(department__slug="legal")
+
+    client.force_login(lawyer)
+    listing = client.get(reverse("playbook:handoffs"))
+    assert listing.status_code == 200 and b"my lawyer will hear" in listing.content
+    assert SCRIPT.encode() not in listing.content
+    assert client.get(reverse("inbox:case", args=[handoff.case_id])).status_code == 200
+    client.post(reverse("playbook:acknowledge_handoff", args=[handoff.pk]))
+    handoff.refresh_from_db()
+    assert handoff.received_by == lawyer and handoff.received_at is not None
+    assert AuditEvent.objects.filter(action="handoff.received", actor=lawyer).count() == 1
+    # A second click changes nothing: the receipt is the first one.
+    client.post(reverse("playbook:acknowledge_handoff", args=[handoff.pk]))
+    assert AuditEvent.objects.filter(action="handoff.received").count() == 1
+
+    client.force_login(outsider)
+    assert b"my lawyer" not in client.get(reverse("playbook:handoffs")).content
+    assert client.get(reverse("inbox:case", args=[handoff.case_id])).status_code == 404
+    assert client.post(reverse("playbook:acknowledge_handoff", args=[handoff.pk])).status_code == 404
+
+    other = make_org("Globex", "globex")
+    stranger = make_member(other, "gus", Role.ADMIN, ["legal"])
+    client.force_login(stranger)
+    assert client.get(reverse("inbox:case", args=[handoff.case_id])).status_code == 404
+    assert client.post(reverse("playbook:acknowledge_handoff", args=[handoff.pk])).status_code == 404
+
+
+def test_an_imported_account_is_never_acknowledged(org):
+    imported = SocialAccount.objects.create(
+        organization=org, network=Network.TWITTER, handle="acme-history", settings={"imported": True}
+    )
+    row = {
+        "tweet_id": "7",
+        "author_id": "9",
+        "inbound": "True",
+        "created_at": timezone.now().strftime("%a %b %d %H:%M:%S +0000 %Y"),
+        "text": "@acme my lawyer will hear about this",
+        "response_tweet_id": "",
+        "in_response_to_tweet_id": "",
+    }
+    do_store_events(imported, [RawPost("7", row)])
+    drain()
+    assert HandOff.objects.count() == 2 and not OutboundMessage.objects.exists()
