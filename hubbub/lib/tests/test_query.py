@@ -3,6 +3,8 @@ import re
 import unicodedata
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hubbub.lib.query import (
     _FOLD_CACHE_SIZE,
@@ -736,3 +738,49 @@ def test_posts_without_an_indexed_word_are_turned_away_before_normalising(monkey
     assert queries.match(Document("ACME, refund!", author="alice")) == [1]
     assert queries.match(Document("hi", author="@Bob")) == [3]
     assert len(normalised) == 2
+
+
+# --- Property check of the matcher against the reference evaluator, on awkward text ----------------
+
+TEXT_PIECES = (
+    VOCAB
+    + [word.upper() for word in VOCAB]
+    + ["Acme", "CAFE\u0301", "ＡＣＭＥ", "Straße", "STRASSE", "ÜNÏ", "u\u0308ni\u0308", "ᴀᴄᴍᴇ", "ﬁne", "İ", "ı"]
+    + ["🔥", "❤️", "…", "—", "_", "'", "-", ",", " ", "  ", "\u00a0", "\n", "x", "東京", "\u200d", "\u0301"]
+)
+_property_set: dict[str, object] = {}
+
+
+def _queries_for_properties():
+    if not _property_set:
+        rng = random.Random(99)
+        queries: dict[int, str] = {}
+        while len(queries) < 200:
+            text = random_query(rng)
+            try:
+                parse(text)
+            except QuerySyntaxError:
+                continue
+            queries[len(queries)] = text
+        queries[len(queries)] = "東京 OR ᴀᴄᴍᴇ"  # keys with no ASCII letter at all
+        _property_set["set"] = QuerySet(queries)
+        _property_set["trees"] = {i: parse(text) for i, text in queries.items()}
+    return _property_set["set"], _property_set["trees"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    pieces=st.lists(st.sampled_from(TEXT_PIECES), max_size=30),
+    upper=st.booleans(),
+    author=st.sampled_from(AUTHORS),
+    lang=st.sampled_from(LANGS),
+    channel=st.sampled_from(CHANNELS),
+    url=st.sampled_from(URLS),
+)
+def test_the_matcher_agrees_with_the_reference_on_awkward_text(pieces, upper, author, lang, channel, url):
+    text = "".join(pieces)
+    if upper:
+        text = text.upper()
+    doc = Document(text, author=author, lang=lang, channel=channel, url=url)
+    query_set, trees = _queries_for_properties()
+    assert query_set.match(doc) == reference(trees, doc)
