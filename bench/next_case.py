@@ -9,7 +9,14 @@ unassigned cases over the seven departments, with priorities, SLA due times, lan
 and two networks, plus past replies by the agents so that stickiness is in play. Then A agent
 processes (each its own connection, several departments each, some with language or channel
 skills) wait on one barrier and call do_next_case() back to back, K times each. Prints
-p50/p95/p99 of the calls, and checks in the database that no case went to two agents.
+p50/p95/p99 of the calls (also without each connection's first call, which pays for a new
+backend's caches and for preparing the statements), the CPU each call cost in the agent process
+and in its PostgreSQL backend (read from /proc, so only when the server runs on this machine),
+and checks in the database that no case went to two agents.
+
+With every agent asking back to back, each call waits for the others' CPU: on a machine doing
+nothing else the median is about agents x CPU per call / cores, which the script also prints, so
+that a run on a busy shared machine still says what the code costs.
 """
 
 from __future__ import annotations
@@ -62,22 +69,33 @@ def main() -> None:
     for worker in workers:
         worker.start()
     latencies: list[float] = []
+    later: list[float] = []  # all but each connection's first call
     handed: list[int] = []
     refusals: dict[str, int] = {}
-    client_cpu = 0.0
+    client_cpu = server_cpu = 0.0
     for _ in workers:
-        times, cases, refused, cpu = results.get(timeout=600)
+        times, cases, refused, cpu, backend_cpu = results.get(timeout=600)
         client_cpu += cpu
+        server_cpu += backend_cpu
         latencies += times
+        later += times[1:]
         handed += cases
         for reason, count in refused.items():
             refusals[reason] = refusals.get(reason, 0) + count
     for worker in workers:
         worker.join()
     wall = time.perf_counter() - started
-    _report(latencies, handed, refusals, wall, len(memberships))
-    cpu_per_call = client_cpu / max(len(latencies), 1) * 1000
-    print(f"client (Django) CPU per call {cpu_per_call:.1f} ms; load average {os.getloadavg()[0]:.1f}")
+    _report(latencies, later, handed, refusals, wall, len(memberships))
+    calls = max(len(latencies), 1)
+    client_ms, server_ms = client_cpu / calls * 1000, server_cpu / calls * 1000
+    print(
+        f"CPU per call: client (Django) {client_ms:.2f} ms, server (PostgreSQL backend) {server_ms:.2f} ms; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
+    # Every agent asks back to back, so each call waits for the other agents' calls to get the CPU:
+    # on an otherwise idle machine the median is about agents x CPU per call / cores.
+    quiet = len(memberships) * (client_ms + server_ms) / (os.cpu_count() or 1)
+    print(f"expected median on an idle machine (agents x CPU per call / cores): {quiet:.0f} ms")
 
 
 def _setup_django() -> None:
@@ -223,11 +241,13 @@ def _agent(membership_id: int, asks: int, barrier, results) -> None:
     from hubbub.routing.actions import RoutingError, do_next_case
 
     membership = Membership.objects.get(pk=membership_id)
+    backend = _backend_cpu_reader()
     times: list[float] = []
     cases: list[int] = []
     refused: dict[str, int] = {}
     barrier.wait()
     cpu_started = time.process_time()
+    backend_started = backend()
     for _ in range(asks):
         started = time.perf_counter()
         try:
@@ -235,22 +255,53 @@ def _agent(membership_id: int, asks: int, barrier, results) -> None:
         except RoutingError as error:
             refused[str(error)] = refused.get(str(error), 0) + 1
         times.append((time.perf_counter() - started) * 1000)
-    results.put((times, cases, refused, time.process_time() - cpu_started))
+    results.put((times, cases, refused, time.process_time() - cpu_started, backend() - backend_started))
 
 
-def _report(latencies: list[float], handed: list[int], refusals: dict[str, int], wall: float, agents: int) -> None:
+def _backend_cpu_reader():
+    """A function giving the CPU seconds this connection's PostgreSQL backend has used so far
+    (from /proc when the server runs on this machine, else always 0)."""
     from django.db import connection
 
-    latencies.sort()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    path = Path(f"/proc/{pid}/stat")
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def read() -> float:
+        try:
+            fields = path.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+
+    return read
+
+
+def _percentiles(latencies: list[float]) -> str:
+    latencies = sorted(latencies)
 
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(len(latencies) * p))]
 
-    print(f"{agents} agents, {len(latencies):,} next-case calls in {wall:.1f} s ({len(latencies) / wall:.0f}/s)")
-    print(
-        f"latency p50 {statistics.median(latencies):.1f} ms  p95 {pct(0.95):.1f} ms  "
+    return (
+        f"p50 {statistics.median(latencies):.1f} ms  p95 {pct(0.95):.1f} ms  "
         f"p99 {pct(0.99):.1f} ms  max {latencies[-1]:.1f} ms"
     )
+
+
+def _report(
+    latencies: list[float], later: list[float], handed: list[int], refusals: dict[str, int], wall: float, agents: int
+) -> None:
+    from django.db import connection
+
+    print(f"{agents} agents, {len(latencies):,} next-case calls in {wall:.1f} s ({len(latencies) / wall:.0f}/s)")
+    print(f"latency {_percentiles(latencies)}")
+    # A connection's first call also fills the new backend's catalog caches and prepares the
+    # statements: one call in `asks`, which a web process's persistent connection pays once.
+    if later:
+        print(f"latency without each connection's first call {_percentiles(later)}")
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*), count(DISTINCT case_id) FROM routing_assignment")
         assignments, distinct_cases = cursor.fetchone()

@@ -20,7 +20,7 @@ from hubbub.connectors.streams import StreamSupervisor
 from hubbub.crisis.actions import do_detect_spikes
 from hubbub.inbox.pipeline import process_pending
 from hubbub.publishing.actions import publish_due
-from hubbub.routing.actions import do_requeue_idle
+from hubbub.routing.actions import do_push_assign, do_requeue_idle
 
 log = logging.getLogger(__name__)
 # Volumes are compared per hour and idle limits are minutes: doing these more often finds nothing new.
@@ -34,6 +34,7 @@ class Tally:
     published: int = 0
     alerts: int = 0
     requeued: int = 0
+    pushed: int = 0
 
 
 class Worker:
@@ -70,7 +71,8 @@ class Worker:
         return work + processed + published
 
     def _housekeeping(self) -> None:
-        """Once a minute: look for volume spikes, and put idle agents' cases back in the queue."""
+        """Once a minute: look for volume spikes, put idle agents' cases back in the queue, and push
+        waiting cases to agents in departments that assign by push."""
         if time.monotonic() < self._next_housekeeping:
             return
         self._next_housekeeping = time.monotonic() + HOUSEKEEPING_INTERVAL
@@ -82,8 +84,10 @@ class Worker:
         try:
             for organization_id in Organization.objects.values_list("id", flat=True):
                 self.tally.requeued += do_requeue_idle(organization_id)
+                # After the requeue, so that an away agent's cases go to someone online.
+                self.tally.pushed += do_push_assign(organization_id)
         except Exception:
-            log.exception("requeueing idle cases failed")
+            log.exception("requeueing idle cases or pushing new ones failed")
 
     def drain(self, on_progress=None) -> Tally:
         """Process everything pending, then return."""

@@ -1,7 +1,8 @@
-"""Assignment: "next case" (pull), availability, and requeueing cases agents left behind.
+"""Assignment: "next case" (pull), push assignment, availability, and requeueing cases agents
+left behind.
 
 No case is ever handed to two agents. On PostgreSQL each department's queue is read in index
-order with SELECT … FOR UPDATE SKIP LOCKED (one statement, see _PICK), so agents asking at once
+order with SELECT … FOR UPDATE SKIP LOCKED (hubbub.routing.postgres), so agents asking at once
 each lock a different head of queue instead of waiting on one another; on SQLite the IMMEDIATE
 transaction takes the database's write lock first, so requests run one at a time. Either way the
 hand-out itself is a conditional UPDATE (still unassigned), which would refuse a second taker
@@ -11,17 +12,21 @@ the active holder of a case.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from hubbub.accounts.models import Availability, Membership
+from hubbub.accounts.models import Availability, Department, Membership, Organization
 from hubbub.governance.actions import do_audit
 from hubbub.inbox.models import OPEN_STATUSES, WORKING_STATUSES, Case, CaseStatus, Direction, Message, Note
-from hubbub.routing.models import Assignment, ReleaseReason
+from hubbub.routing import postgres
+from hubbub.routing.models import Assignment, DepartmentRouting, ReleaseReason, RoutingMode
+from hubbub.routing.rotation import Agent, Waiting
+from hubbub.routing.rotation import plan as rotation_plan
 
 # A customer answered by an agent within this window is that agent's customer ("sticky").
 STICKY_WINDOW = timedelta(days=7)
@@ -97,10 +102,10 @@ def _lock_candidates(queryset: QuerySet[Case]) -> list[Case]:
     return list(queryset.select_for_update(skip_locked=True, of=("self",)).only(*HEAD_FIELDS)[:1])
 
 
-def _take(case_id: int, membership: Membership) -> bool:
+def _take(case_id: int, user_id: int) -> bool:
     """Hand the case over if it is still free; False when someone else got it first."""
     taken = Case.objects.filter(pk=case_id, assignee__isnull=True, status__in=WORKING_STATUSES).update(
-        assignee_id=membership.user_id,
+        assignee_id=user_id,
         status=CaseStatus.OPEN,
     )
     return taken == 1
@@ -118,32 +123,64 @@ def do_next_case(membership: Membership) -> NextCase:
     Their own customers come first (stickiness); otherwise the head of their departments' queues,
     skipping cases held a while for another online agent whose customer wrote.
     """
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        return _next_case_postgresql(membership.pk, now)
     # One request per agent at a time, so two clicks cannot both pass the capacity check.
     # of=self: locking the organization row too would make every agent queue behind one another.
     membership = (
         Membership.objects.select_for_update(of=("self",)).select_related("organization", "user").get(pk=membership.pk)
     )
     if not membership.is_online:
-        raise RoutingError("you are away: go online to take cases")
-    if open_load(membership) >= membership.capacity:
-        raise RoutingError(f"you already hold {membership.capacity} open cases, your capacity")
+        raise RoutingError(_REFUSALS["away"])
     department_ids = sorted(membership.visible_department_ids())
     if not department_ids:
-        raise RoutingError("you work no department")
-    pick = _pick_postgresql if connection.vendor == "postgresql" else _pick_portable
-    picked = pick(membership, department_ids, timezone.now())
+        raise RoutingError(_REFUSALS["departments"])
+    if open_load(membership) >= membership.capacity:
+        raise RoutingError(_REFUSALS["capacity"].format(capacity=membership.capacity))
+    picked = _pick_portable(membership, department_ids, now)
     if picked is None:
-        raise RoutingError("no case is waiting that you may work")
+        raise RoutingError(_REFUSALS["empty"])
     case_id, route = picked
-    # A spell the inbox ended (unassigned by hand) but requeue has not yet closed.
-    Assignment.objects.filter(case_id=case_id, released_at__isnull=True).update(
-        released_at=timezone.now(), release_reason=ReleaseReason.DONE
-    )
-    Assignment.objects.create(
-        organization_id=membership.organization_id, case_id=case_id, user_id=membership.user_id, route=route
-    )
+    _record_spell(membership.organization_id, case_id, membership.user_id, route, now)
     do_audit(membership.organization, membership.user, "case.routed", Case(pk=case_id), route=route)
     return NextCase(case_id=case_id, route=route)
+
+
+_REFUSALS = {
+    "away": "you are away: go online to take cases",
+    "capacity": "you already hold {capacity} open cases, your capacity",
+    "departments": "you work no department",
+    "empty": "no case is waiting that you may work",
+}
+
+
+def _next_case_postgresql(membership_id: int, now: datetime) -> NextCase:
+    """The same hand-out in two prepared statements (see hubbub.routing.postgres): with 50 agents
+    asking at once on two cores, the Python and round trips per call are what everyone waits on."""
+    try:
+        case_id, organization_id, user_id, route, spell_written = postgres.hand_out(
+            membership_id,
+            now,
+            sticky_window=STICKY_WINDOW,
+            sticky_hold=STICKY_HOLD,
+            sticky_customers=STICKY_CUSTOMERS,
+        )
+    except postgres.Refusal as refusal:
+        raise RoutingError(_REFUSALS[refusal.reason].format(capacity=refusal.capacity)) from None
+    if not spell_written:
+        _record_spell(organization_id, case_id, user_id, route, now)
+    return NextCase(case_id=case_id, route=route)
+
+
+def _record_spell(organization_id: int, case_id: int, user_id: int, route: str, now: datetime) -> None:
+    # A spell the inbox ended (unassigned by hand) but requeue has not yet closed.
+    Assignment.objects.filter(case_id=case_id, released_at__isnull=True).update(
+        released_at=now, release_reason=ReleaseReason.DONE
+    )
+    Assignment.objects.create(
+        organization_id=organization_id, case_id=case_id, user_id=user_id, route=route, assigned_at=now
+    )
 
 
 def _pick_portable(membership: Membership, department_ids: list[int], now: datetime) -> tuple[int, str] | None:
@@ -161,7 +198,7 @@ def _pick_portable(membership: Membership, department_ids: list[int], now: datet
             last_agent=membership.user_id,
         )
     )
-    if sticky and _take(sticky[0].pk, membership):
+    if sticky and _take(sticky[0].pk, membership.user_id):
         return sticky[0].pk, "sticky"
     others_online = Membership.objects.filter(
         organization_id=membership.organization_id, availability=Availability.ONLINE
@@ -178,97 +215,9 @@ def _pick_portable(membership: Membership, department_ids: list[int], now: datet
         )
         heads += _lock_candidates(queue)
     for head in sorted(heads, key=_queue_key):
-        if _take(head.pk, membership):
+        if _take(head.pk, membership.user_id):
             return head.pk, "queue"
     return None
-
-
-# The same choice as _pick_portable in one statement, for PostgreSQL, where many agents ask at
-# once: every department's head is read in index order (case_queue) by a LATERAL subquery with
-# FOR UPDATE SKIP LOCKED, so concurrent requests lock different cases instead of waiting; the
-# agent's own customers' cases rank first; the UPDATE hands over the best one. Written as SQL
-# because the ORM cannot express LATERAL, and compiling the equivalent querysets cost more
-# than the database's work.
-_LAST_AGENT = """(
-    SELECT m.author_user_id FROM inbox_message m JOIN inbox_case answered ON answered.id = m.case_id
-    WHERE answered.customer_id = c.customer_id AND answered.organization_id = %(organization)s
-      AND m.direction = %(outbound)s AND m.author_user_id IS NOT NULL AND m.created_at >= %(sticky_since)s
-    ORDER BY m.created_at DESC, m.id DESC LIMIT 1)"""
-_WORKABLE = """c.organization_id = %(organization)s AND c.status = ANY(%(working)s::text[]) AND c.assignee_id IS NULL"""
-_PICK = f"""
-WITH sticky AS (
-    SELECT c.id, c.priority, c.first_response_due_at, 0 AS rank FROM inbox_case c
-    WHERE c.department_id = ANY(%(departments)s::bigint[]) AND {_WORKABLE} {{skills}}
-      AND c.customer_id IN (
-          SELECT answered.customer_id FROM (
-              SELECT m.case_id FROM inbox_message m
-              WHERE m.author_user_id = %(user)s AND m.direction = %(outbound)s AND m.created_at >= %(sticky_since)s
-              ORDER BY m.created_at DESC LIMIT %(sticky_customers)s
-          ) AS replies JOIN inbox_case answered ON answered.id = replies.case_id
-          WHERE answered.organization_id = %(organization)s)
-      AND {_LAST_AGENT} = %(user)s
-    ORDER BY c.priority, c.first_response_due_at, c.id
-    LIMIT 1 FOR UPDATE OF c SKIP LOCKED
-), heads AS (
-    SELECT head.*, 1 AS rank FROM unnest(%(departments)s::bigint[]) AS departments(id) CROSS JOIN LATERAL (
-        SELECT c.id, c.priority, c.first_response_due_at FROM inbox_case c
-        WHERE c.department_id = departments.id AND {_WORKABLE} {{skills}}
-          AND NOT (c.last_message_at > %(hold_since)s AND COALESCE({_LAST_AGENT} IN (
-              SELECT user_id FROM accounts_membership WHERE organization_id = %(organization)s
-                AND availability = %(online)s AND id <> %(membership)s), FALSE))
-        ORDER BY c.priority, c.first_response_due_at, c.id
-        LIMIT 1 FOR UPDATE OF c SKIP LOCKED
-    ) AS head
-), best AS (
-    SELECT id, rank FROM (SELECT * FROM sticky UNION ALL SELECT * FROM heads) AS candidates
-    ORDER BY rank, priority, first_response_due_at, id LIMIT 1
-)
-UPDATE inbox_case SET assignee_id = %(user)s, status = %(open)s FROM best
-WHERE inbox_case.id = best.id AND inbox_case.assignee_id IS NULL
-RETURNING inbox_case.id, best.rank
-"""  # noqa: S608 - fixed fragments only; every value is a parameter
-
-
-def _pick_postgresql(membership: Membership, department_ids: list[int], now: datetime) -> tuple[int, str] | None:
-    skills = []
-    if membership.languages:
-        skills.append("AND (c.language = ANY(%(languages)s) OR c.language = '')")
-    if membership.channels:
-        skills.append(
-            "AND c.account_id IN (SELECT id FROM connectors_socialaccount "
-            "WHERE organization_id = %(organization)s AND network = ANY(%(channels)s))"
-        )
-    if membership.topics:
-        skills.append("AND (c.intent = ANY(%(topics)s) OR c.intent = '')")
-    params = {
-        "organization": membership.organization_id,
-        "membership": membership.pk,
-        "user": membership.user_id,
-        "departments": department_ids,
-        "working": list(WORKING_STATUSES),
-        "open": CaseStatus.OPEN.value,
-        "online": Availability.ONLINE.value,
-        "outbound": Direction.OUTBOUND.value,
-        "sticky_since": now - STICKY_WINDOW,
-        "hold_since": now - STICKY_HOLD,
-        "languages": membership.languages,
-        "channels": membership.channels,
-        "topics": membership.topics,
-        "sticky_customers": STICKY_CUSTOMERS,
-    }
-    connection.ensure_connection()
-    # Django binds values client-side, so PostgreSQL would plan this statement afresh on every
-    # call; a prepared statement on the same connection (and transaction) plans it once.
-    with connection.connection.cursor() as cursor:
-        # The planner's cost estimate for a million-case queue crosses the JIT threshold, and
-        # compiling the plan takes seconds while running it takes a millisecond.
-        cursor.execute("SET LOCAL jit = off")
-        # Only fixed SQL fragments are spliced in; every value goes as a parameter.
-        cursor.execute(_PICK.format(skills=" ".join(skills)), params, prepare=True)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    return row[0], "sticky" if row[1] == 0 else "queue"
 
 
 @transaction.atomic
@@ -332,3 +281,156 @@ def do_requeue_idle(
         .select_for_update(of=("self",))
     )
     return count + _release(idle, ReleaseReason.IDLE, now)
+
+
+# Push reads at most this many waiting cases of a department per round (more when its agents have
+# more room), so that a round over a long queue stays short; what no agent may work stays behind.
+PUSH_SCAN = 100
+
+
+@transaction.atomic
+def do_set_routing_mode(membership: Membership, department: Department, mode: str) -> DepartmentRouting:
+    """A supervisor switches a department they supervise between pull and push."""
+    if mode not in RoutingMode.values:
+        raise RoutingError(f"unknown assignment mode {mode!r}")
+    if department.organization_id != membership.organization_id:
+        raise RoutingError("no such department")
+    setting, _ = DepartmentRouting.objects.select_for_update().get_or_create(department=department)
+    if setting.mode != mode:
+        setting.mode = mode
+        setting.updated_at = timezone.now()
+        setting.updated_by = membership.user
+        setting.save(update_fields=["mode", "updated_at", "updated_by"])
+        do_audit(membership.organization, membership.user, "department.routing_mode", department, mode=mode)
+    return setting
+
+
+@transaction.atomic
+def do_push_assign(organization_id: int, now: datetime | None = None) -> int:
+    """Hand the waiting cases of the organization's push departments to their online agents with
+    room and the skills for them: round robin, the customer's own agent first (see
+    hubbub.routing.rotation). The worker calls it every round of housekeeping, after requeueing the
+    cases of agents who went away. Returns how many cases were assigned.
+
+    Safe beside "next case" and other workers: push departments, agents and cases are all locked
+    with SKIP LOCKED (one busy elsewhere is left for the next round), an agent's room is counted
+    after their row is locked, and each hand-out is a conditional UPDATE.
+    """
+    now = now or timezone.now()
+    departments = list(
+        DepartmentRouting.objects.filter(department__organization_id=organization_id, mode=RoutingMode.PUSH)
+        .select_for_update(skip_locked=True, of=("self",))
+        .values_list("department_id", flat=True)
+    )
+    if not departments:
+        return 0
+    rotation = _push_rotation(organization_id, departments)
+    room = {department: 0 for department in departments}
+    for agent in rotation:
+        for department in agent.departments:
+            room[department] += max(agent.room, 0)
+    waiting = []
+    for department, space in room.items():
+        if space > 0:
+            waiting += _push_waiting(organization_id, department, max(PUSH_SCAN, 4 * space), now)
+    waiting.sort(key=lambda item: item[0])
+    choices = rotation_plan([case for _, case in waiting], rotation)
+    taken = [choice for choice in choices if _take(choice.case_id, choice.user_id)]
+    if not taken:
+        return 0
+    Assignment.objects.filter(case_id__in=[c.case_id for c in taken], released_at__isnull=True).update(
+        released_at=now, release_reason=ReleaseReason.DONE
+    )
+    Assignment.objects.bulk_create(
+        Assignment(organization_id=organization_id, case_id=choice.case_id, user_id=choice.user_id, route=choice.route)
+        for choice in taken
+    )
+    organization = Organization(pk=organization_id)
+    for choice in taken:
+        do_audit(organization, None, "case.routed", Case(pk=choice.case_id), route=choice.route, agent=choice.user_id)
+    return len(taken)
+
+
+def _push_rotation(organization_id: int, departments: list[int]) -> list[Agent]:
+    """The online agents of the push departments, least recently handed a case first, each with
+    the room they have left. Their rows stay locked until the round commits."""
+    links = Membership.departments.through.objects.filter(department_id__in=departments)
+    last_assigned = Subquery(
+        Assignment.objects.filter(user_id=OuterRef("user_id"), organization_id=organization_id)
+        .order_by("-assigned_at")
+        .values("assigned_at")[:1]
+    )
+    members = list(
+        Membership.objects.filter(
+            organization_id=organization_id,
+            availability=Availability.ONLINE,
+            pk__in=links.values("membership_id"),
+        )
+        .select_for_update(skip_locked=True, of=("self",))
+        .annotate(last_assigned=last_assigned)
+        .order_by("pk")
+    )
+    if not members:
+        return []
+    worked = defaultdict(set)
+    for membership_id, department_id in links.filter(membership_id__in=[m.pk for m in members]).values_list(
+        "membership_id", "department_id"
+    ):
+        worked[membership_id].add(department_id)
+    loads = dict(
+        Case.objects.filter(
+            organization_id=organization_id, assignee_id__in=[m.user_id for m in members], status__in=OPEN_STATUSES
+        )
+        .values_list("assignee_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    never = datetime.min.replace(tzinfo=UTC)
+    members.sort(key=lambda m: (m.last_assigned or never, m.pk))
+    return [
+        Agent(
+            user_id=m.user_id,
+            departments=frozenset(worked[m.pk]),
+            room=m.capacity - loads.get(m.user_id, 0),
+            languages=frozenset(m.languages),
+            channels=frozenset(m.channels),
+            topics=frozenset(m.topics),
+        )
+        for m in members
+    ]
+
+
+def _push_waiting(organization_id: int, department_id: int, limit: int, now: datetime) -> list[tuple[tuple, Waiting]]:
+    """The head of one department's queue, locked (SKIP LOCKED: a case someone is taking right now
+    is theirs), with what push needs to choose an agent, keyed by queue order."""
+    rows = (
+        Case.objects.filter(
+            organization_id=organization_id,
+            department_id=department_id,
+            status__in=WORKING_STATUSES,
+            assignee__isnull=True,
+        )
+        .order_by("priority", F("first_response_due_at").asc(nulls_last=True), "id")
+        .select_for_update(skip_locked=True, of=("self",))
+        .annotate(last_agent=_last_answered_by(), network=F("account__network"))
+        .values_list(
+            "id", "priority", "first_response_due_at", "language", "intent", "network", "last_agent", "last_message_at"
+        )[:limit]
+    )
+    hold_since = now - STICKY_HOLD
+    never = datetime.max.replace(tzinfo=UTC)
+    return [
+        (
+            (priority, due or never, case_id),
+            Waiting(
+                case_id=case_id,
+                department_id=department_id,
+                network=network,
+                language=language,
+                intent=intent,
+                last_agent=last_agent,
+                recent=last_message_at > hold_since,
+            ),
+        )
+        for case_id, priority, due, language, intent, network, last_agent, last_message_at in rows
+    ]

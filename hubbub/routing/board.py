@@ -12,6 +12,7 @@ from django.utils import timezone
 from hubbub.accounts.models import Availability, Department, Membership
 from hubbub.inbox.access import visible_departments
 from hubbub.inbox.models import OPEN_STATUSES, WORKING_STATUSES, Case
+from hubbub.routing.models import DepartmentRouting, RoutingMode
 
 
 def warning_window() -> timedelta:
@@ -39,6 +40,11 @@ class DepartmentRow:
     breached: int = 0
     online: list[AgentLoad] = field(default_factory=list)
     away: int = 0
+    mode: str = RoutingMode.PULL  # how cases reach the agents: pull or push
+
+    @property
+    def is_push(self) -> bool:
+        return self.mode == RoutingMode.PUSH
 
 
 def department_board(membership: Membership, now: datetime | None = None) -> list[DepartmentRow]:
@@ -46,6 +52,10 @@ def department_board(membership: Membership, now: datetime | None = None) -> lis
     rows = {d.pk: DepartmentRow(department=d) for d in visible_departments(membership)}
     if not rows:
         return []
+    for department_id, mode in DepartmentRouting.objects.filter(department_id__in=list(rows)).values_list(
+        "department_id", "mode"
+    ):
+        rows[department_id].mode = mode
     unanswered = Q(first_responded_at__isnull=True)
     stats = (
         Case.objects.filter(

@@ -8,4 +8,5 @@ urlpatterns = [
     path("board/", views.board, name="board"),
     path("next/", views.next_case, name="next_case"),
     path("availability/", views.availability, name="availability"),
+    path("mode/", views.assignment_mode, name="assignment_mode"),
 ]

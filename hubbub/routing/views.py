@@ -6,17 +6,18 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from hubbub.inbox.access import can_supervise, check_supervisor
+from hubbub.inbox.access import can_supervise, check_supervisor, parse_id, visible_departments
 from hubbub.inbox.views import page, partial_login_required, with_membership
 from hubbub.routing import actions
 from hubbub.routing.actions import RoutingError
 from hubbub.routing.board import department_board, warning_window
+from hubbub.routing.models import RoutingMode
 
 BOARD_REFRESH_SECONDS = 5
 
@@ -27,6 +28,7 @@ def _board_context(membership) -> dict[str, Any]:
         "now": timezone.now(),
         "warning_minutes": int(warning_window().total_seconds() // 60),
         "refresh_seconds": BOARD_REFRESH_SECONDS,
+        "modes": RoutingMode.choices,
     }
 
 
@@ -74,4 +76,22 @@ def availability(request, membership):
         actions.do_set_availability(membership, request.POST.get("availability", ""))
     except RoutingError as exc:
         messages.error(request, str(exc))
+    return redirect("routing:home")
+
+
+@login_required
+@require_POST
+@with_membership
+def assignment_mode(request, membership):
+    """A supervisor sets one of their departments to pull (Next case) or push (the worker assigns)."""
+    check_supervisor(membership)
+    department = visible_departments(membership).filter(pk=parse_id(request.POST.get("department"))).first()
+    if department is None:
+        raise Http404("no such department")
+    try:
+        setting = actions.do_set_routing_mode(membership, department, request.POST.get("mode", ""))
+    except RoutingError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{department.name}: {setting.get_mode_display()}.")
     return redirect("routing:home")

@@ -91,3 +91,55 @@ def test_capacity_holds_when_the_cases_outnumber_the_agents():
     assert holders[agent.user_id] == CAPACITY
     assert all(count == CAPACITY for count in holders.values())
     assert len(handed) == CAPACITY * 6
+
+
+def test_push_rounds_and_next_case_at_once_never_hand_a_case_twice():
+    from hubbub.accounts.models import Role
+    from hubbub.routing.actions import do_push_assign, do_set_routing_mode
+    from hubbub.routing.models import RoutingMode
+
+    org = make_org()
+    account = make_account(org)
+    supervisor = make_agent(org, "sue", role=Role.SUPERVISOR, online=False)
+    do_set_routing_mode(supervisor, org.departments.get(slug="customer-service"), RoutingMode.PUSH)
+    cases = [make_case(org, account, priority=Priority.values[n % 4], due_in_minutes=n) for n in range(60)]
+    pullers = [make_agent(org, f"puller{n}", capacity=CAPACITY) for n in range(8)]
+    make_agent(org, "pushed-only", capacity=CAPACITY, departments=("customer-service",))
+    for n in range(4):
+        make_agent(org, f"idle{n}", capacity=CAPACITY)
+    start = threading.Barrier(len(pullers) + 4)
+    handed: list[int] = []
+    errors: list[BaseException] = []
+    pushed: list[int] = []
+
+    def pusher():
+        try:
+            start.wait(timeout=30)
+            for _ in range(5):
+                pushed.append(do_push_assign(org.pk))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=_ask_until_refused, args=(m, start, handed, errors)) for m in pullers]
+    threads += [threading.Thread(target=pusher) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+
+    assert errors == []
+    assert len(handed) == len(set(handed)), "next case handed a case out twice"
+    assigned = Case.objects.filter(assignee__isnull=False)
+    assert assigned.count() == len(handed) + sum(pushed)
+    # A round skips agents another round or a "next case" has locked; a quiet round fills them:
+    # 13 agents x 3 = 39 places for 60 cases.
+    do_push_assign(org.pk)
+    assert assigned.count() == 13 * CAPACITY
+    assert max(Counter(assigned.values_list("assignee_id", flat=True)).values()) == CAPACITY
+    active = Assignment.objects.filter(released_at__isnull=True)
+    assert active.count() == assigned.count()
+    assert set(active.values_list("case_id", "user_id")) == set(assigned.values_list("id", "assignee_id"))
+    assert Case.objects.filter(pk__in=[c.pk for c in cases], assignee__isnull=True).count() == 60 - 13 * CAPACITY
