@@ -167,6 +167,11 @@ def stratified_split(
 # --------------------------------------------------------------------------------------------
 
 
+def new_model(task: str) -> TextModel:
+    """An untrained model for a task: grading severity uses severity's reproach cues as features too."""
+    return TextModel(reproach=task == Task.SEVERITY)
+
+
 def default_predict(
     task: str, texts: Sequence[str], classifications: Sequence[Classification] | None = None
 ) -> list[Prediction]:
@@ -349,7 +354,7 @@ def do_train_model(
         raise UnderstandingError(f"labels {', '.join(outside)} are not {task} labels ({', '.join(allowed)})")
     check_trainable(task, labels)
     train_idx, held_idx = stratified_split(texts, labels, HELD_OUT, seed)
-    model = TextModel().fit([texts[i] for i in train_idx], [labels[i] for i in train_idx])
+    model = new_model(task).fit([texts[i] for i in train_idx], [labels[i] for i in train_idx])
 
     held_texts = [texts[i] for i in held_idx]
     held_labels = [labels[i] for i in held_idx]
@@ -429,7 +434,7 @@ def cross_validate(task: str, texts: Sequence[str], labels: Sequence[str], k: in
     check_trainable(task, labels, per_class=max(MIN_PER_CLASS, k))
     scores: list[float] = []
     for train_idx, test_idx in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(texts, labels):
-        model = TextModel().fit([texts[i] for i in train_idx], [labels[i] for i in train_idx])
+        model = new_model(task).fit([texts[i] for i in train_idx], [labels[i] for i in train_idx])
         report = evaluate_model(model, task, [texts[i] for i in test_idx], [labels[i] for i in test_idx])
         scores.append(report.macro_f1)
     return scores

@@ -1,6 +1,7 @@
 """The trainable text model on made-up posts: it learns, predicts with confidences, round-trips bytes."""
 
 import io
+import json
 import random
 
 import numpy as np
@@ -147,3 +148,74 @@ def test_character_hashes_are_fixed_so_stored_models_stay_valid():
     for row, text in enumerate(texts):
         # no n-gram crosses from one text into the next
         assert dict(zip(counts[row].indices.tolist(), counts[row].data.tolist(), strict=True)) == expected(text)
+
+
+def test_label_ratio_weighs_n_grams_by_how_unevenly_they_fall_across_labels():
+    from scipy import sparse
+
+    from hubbub.lib import textmodel
+
+    # columns: 0 only in label "1" posts, 1 in every post, 2 mostly in "0" posts, 3 in no post
+    counts = sparse.csr_matrix(np.array([[2, 1, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 3, 1, 0]]))
+    labels = np.array(["1", "1", "0", "0", "0"], dtype=object)
+    ratio, unseen = textmodel._label_ratio(counts, labels, ["0", "1"])
+    # presence, not counts: column 0 counts as in 2 of 2 posts, column 1 as in every post
+    p, q = np.array([3, 3, 1, 1]) / 8, np.array([1, 4, 4, 1]) / 10
+    assert np.allclose(ratio, np.abs(np.log(p / q)), atol=1e-6)
+    assert ratio[0] > ratio[1] and ratio[2] > ratio[1]
+    assert unseen == pytest.approx(ratio[3])
+    # with three labels, a column's weight is its largest one-label-against-the-rest ratio
+    three = np.array(["a", "b", "c", "c", "c"], dtype=object)
+    ratio3, _ = textmodel._label_ratio(counts, three, ["a", "b", "c"])
+    a_vs_rest = np.abs(np.log((np.array([2, 2, 1, 1]) / 6) / (np.array([2, 5, 4, 1]) / 12)))  # "b" alike
+    c_vs_rest = np.abs(np.log((np.array([1, 4, 4, 1]) / 10) / (np.array([3, 3, 1, 1]) / 8)))
+    assert np.allclose(ratio3, np.maximum(a_vs_rest, c_vs_rest), atol=1e-6)
+
+
+def test_unseen_n_grams_keep_their_weight_through_bytes(trained):
+    # Posts made of n-grams no training post had: their weight comes from the header alone.
+    texts = ["qqqq zzzz xxxx", "völlig unbekannte wörter 😡"]
+    loaded = TextModel.from_bytes(trained.to_bytes())
+    assert np.allclose(loaded.predict_proba(texts), trained.predict_proba(texts), atol=1e-5)
+
+
+def test_first_format_models_are_still_read_and_predict_as_before():
+    # A model of the first format (TF-IDF weighting, severity's cues among the extras), as stored
+    # by earlier versions, keeps working after an upgrade.
+    texts, labels = made_up_posts(120, seed=7)
+    old = TextModel(weighting="tfidf").fit(texts, labels)
+    data = old.to_bytes()
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        header = json.loads(npz["header"].tobytes().decode())
+        assert header["format"] == "hubbub-textmodel-1" and "word_idf" in npz.files
+    loaded = TextModel.from_bytes(data)
+    probe, probe_labels = made_up_posts(40, seed=8)
+    assert np.allclose(loaded.predict_proba(probe), old.predict_proba(probe), atol=1e-5)
+    assert evaluate(probe_labels, [p.label for p in loaded.predict(probe)], ["0", "1"]).macro_f1 >= 0.9
+    new = TextModel().fit(texts, labels)
+    with np.load(io.BytesIO(new.to_bytes()), allow_pickle=False) as npz:
+        assert json.loads(npz["header"].tobytes().decode())["format"] == "hubbub-textmodel-2"
+    with pytest.raises(TextModelError, match="weighting"):
+        TextModel(weighting="bm25")
+
+
+def test_severity_cues_are_features_only_when_asked_for_and_survive_bytes():
+    def header(model: TextModel) -> dict:
+        with np.load(io.BytesIO(model.to_bytes()), allow_pickle=False) as npz:
+            return json.loads(npz["header"].tobytes().decode())
+
+    texts, labels = made_up_posts(80, seed=9)
+    plain = TextModel().fit(texts, labels)
+    cued = TextModel(reproach=True).fit(texts, labels)
+    assert header(cued)["n_extra"] == header(plain)["n_extra"] + 3
+    for model in (plain, cued):
+        loaded = TextModel.from_bytes(model.to_bytes())
+        assert np.allclose(loaded.predict_proba(texts[:10]), model.predict_proba(texts[:10]), atol=1e-5)
+    # a header whose feature count matches neither is refused, not misread
+    buffer = io.BytesIO()
+    with np.load(io.BytesIO(plain.to_bytes()), allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays["header"] = np.frombuffer(json.dumps({**header(plain), "n_extra": 5}).encode(), dtype=np.uint8)
+    np.savez(buffer, **arrays)
+    with pytest.raises(TextModelError, match="other features"):
+        TextModel.from_bytes(buffer.getvalue())

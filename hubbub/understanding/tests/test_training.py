@@ -5,9 +5,11 @@ know ("zorp" good, "blick" bad, "quen" neither), so a trained model beats the de
 """
 
 import csv
+import io
 import json
 import random
 
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -179,6 +181,38 @@ def test_a_worse_model_stays_a_candidate_unless_forced(org):
     assert states == {1: ModelState.ACTIVE, 2: ModelState.CANDIDATE}
     forced = do_train_model(org, "sentiment", unlearnable(labels), labels, force=True)
     assert forced.promoted and active_model(org.pk, "sentiment")[0] == 3
+
+
+def test_a_model_stored_in_the_first_format_stays_in_use_and_is_compared_with(org, tmp_path, capsys):
+    from hubbub.lib.textmodel import TextModel
+
+    # What an earlier hubbub stored: TF-IDF weighting, the first model format.
+    old = TextModel(weighting="tfidf").fit(*made_up(90))
+    TrainedModel.objects.create(
+        organization=org, task="sentiment", version=1, state=ModelState.ACTIVE, training_size=90, model=old.to_bytes()
+    )
+    assert active_model(org.pk, "sentiment")[0] == 1
+    assert [p.label for p in predict(org.pk, "sentiment", ["the app was zorp", "the app was blick"])] == [
+        "positive",
+        "negative",
+    ]
+    test = write_csv(tmp_path / "test.csv", *made_up(30, seed=9))
+    assert evaluate_json(capsys, "sentiment", str(test), "--model", "1")["macro_f1"] > 0.9
+    outcome = do_train_model(org, "sentiment", *made_up(90, seed=1))
+    assert outcome.current_name == "version 1" and outcome.current.macro_f1 > 0.9
+
+
+def test_only_severity_models_take_severity_cues_as_features():
+    def n_extra(model) -> int:
+        with np.load(io.BytesIO(model.to_bytes()), allow_pickle=False) as npz:
+            return json.loads(npz["header"].tobytes().decode())["n_extra"]
+
+    texts = [f"@brand {w} {f}" for w in ("awful", "fine", "you lied", "thanks") for f in FILLER]
+    severity_labels = ["2", "0", "3", "0"] * len(FILLER)
+    complaint_labels = ["1", "0", "1", "0"] * len(FILLER)
+    severity_model = actions.new_model("severity").fit(texts, severity_labels)
+    complaint_model = actions.new_model("complaint").fit(texts, complaint_labels)
+    assert n_extra(severity_model) == n_extra(complaint_model) + 3
 
 
 def test_train_command_reports_the_refusal(org, tmp_path, capsys):
