@@ -148,6 +148,10 @@ def _fill(count: int):
             "opened_at",
             "last_message_at",
             "first_response_due_at",
+            "sla_channel",
+            "sla_paused_seconds",
+            "sla_flag",
+            "resolution_due_at",
         )
         rows = []
         for n in range(count):
@@ -181,6 +185,10 @@ def _fill(count: int):
                     db_value(opened),
                     db_value(opened),
                     db_value(opened + dt.timedelta(hours=1)),
+                    "public",
+                    0,
+                    rng.choice(["", "", "", "warning", "breached"]),
+                    db_value(opened + dt.timedelta(days=1)),
                 )
             )
         insert_rows(Case, case_fields, rows)

@@ -18,6 +18,7 @@ from hubbub.accounts.models import Organization
 from hubbub.connectors.actions import do_poll_due_accounts
 from hubbub.connectors.streams import StreamSupervisor
 from hubbub.crisis.actions import do_detect_spikes
+from hubbub.inbox.escalation import do_escalate_due
 from hubbub.inbox.pipeline import process_pending
 from hubbub.publishing.actions import publish_due
 from hubbub.routing.actions import do_push_assign, do_requeue_idle
@@ -35,6 +36,7 @@ class Tally:
     alerts: int = 0
     requeued: int = 0
     pushed: int = 0
+    escalated: int = 0
 
 
 class Worker:
@@ -71,8 +73,8 @@ class Worker:
         return work + processed + published
 
     def _housekeeping(self) -> None:
-        """Once a minute: look for volume spikes, put idle agents' cases back in the queue, and push
-        waiting cases to agents in departments that assign by push."""
+        """Once a minute: look for volume spikes, warn and escalate on SLA clocks, put idle agents'
+        cases back in the queue, and push waiting cases to agents in departments that assign by push."""
         if time.monotonic() < self._next_housekeeping:
             return
         self._next_housekeeping = time.monotonic() + HOUSEKEEPING_INTERVAL
@@ -81,6 +83,12 @@ class Worker:
             self.tally.alerts += len(do_detect_spikes())
         except Exception:
             log.exception("spike detection failed")
+        # Before the requeue and push: a breach may hand a case back to the queue.
+        try:
+            for organization_id in Organization.objects.values_list("id", flat=True):
+                self.tally.escalated += do_escalate_due(organization_id)
+        except Exception:
+            log.exception("SLA warnings and escalation failed")
         try:
             for organization_id in Organization.objects.values_list("id", flat=True):
                 self.tally.requeued += do_requeue_idle(organization_id)

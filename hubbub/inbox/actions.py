@@ -10,10 +10,11 @@ from django.utils import timezone
 from hubbub.accounts.models import Department, Membership
 from hubbub.connectors.models import EventState, InboundEvent
 from hubbub.governance.actions import do_audit
-from hubbub.inbox.models import Case, CaseStatus, Direction, Message, Note, Priority
-from hubbub.inbox.pipeline import first_response_due, route
+from hubbub.inbox.models import Case, CaseStatus, Direction, Message, Note, Priority, Visibility
+from hubbub.inbox.pipeline import route
 from hubbub.lib.classify import LABELS
 from hubbub.lib.playbook import PostFacts
+from hubbub.lib.sla import Calendar
 from hubbub.playbook.actions import active_playbook
 from hubbub.understanding.combine import SENTIMENTS, main_intent
 from hubbub.understanding.models import LabelCorrection, Task
@@ -87,8 +88,24 @@ def do_resolve(case: Case, user) -> None:
         raise CaseActionError(f"case {case.pk} is already {case.get_status_display().lower()}")
     case.status = CaseStatus.RESOLVED
     case.resolved_at = timezone.now()
-    case.save(update_fields=["status", "resolved_at"])
+    # The clocks stand still while it is resolved; a reopening resumes them (resume_sla).
+    case.save(update_fields=["status", "resolved_at", *case.pause_sla(case.resolved_at)])
     do_audit(case.organization, user, "case.resolved", case)
+
+
+@transaction.atomic
+def do_reopen(case: Case, user) -> None:
+    """Back to work: the SLA clocks run again, every due time later by the business time it was resolved."""
+    case = Case.objects.select_for_update().select_related("organization").get(pk=case.pk)
+    if case.status != CaseStatus.RESOLVED:
+        raise CaseActionError(f"case {case.pk} is not resolved")
+    _version, playbook = active_playbook(case.organization_id)
+    now = timezone.now()
+    case.status = CaseStatus.OPEN
+    case.save(
+        update_fields=["status", *case.resume_sla(now, playbook.calendar if playbook else Calendar.always_open())]
+    )
+    do_audit(case.organization, user, "case.reopened", case)
 
 
 @transaction.atomic
@@ -181,7 +198,7 @@ def _route_from_triage(case: Case, text: str) -> list[str]:
     case.department = department
     if not case.priority_overridden:
         case.priority = decision.priority
-    case.first_response_due_at = first_response_due(playbook, case.opened_at, decision)
+    sla_fields = case.start_sla(playbook, decision, private=case.sla_channel == Visibility.PRIVATE)
     case.playbook_rule = decision.rule[:200]
     case.playbook_version = version
     case.tags = sorted(set(case.tags) | set(decision.tags))
@@ -193,8 +210,8 @@ def _route_from_triage(case: Case, text: str) -> list[str]:
         "priority",
         "tags",
         "requires_approval",
-        "first_response_due_at",
         "playbook_rule",
         "playbook_version",
         "needs_triage",
+        *sla_fields,
     ]

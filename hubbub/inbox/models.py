@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from hubbub.accounts.models import Department, Organization
 from hubbub.connectors.models import InboundEvent, SocialAccount
+from hubbub.lib import sla
 from hubbub.lib.priority import Signals
 
 
@@ -57,6 +58,16 @@ class CaseStatus(models.TextChoices):
 WORKING_STATUSES = (CaseStatus.NEW, CaseStatus.OPEN)
 # Statuses a customer's new post can join rather than open a fresh case.
 OPEN_STATUSES = (CaseStatus.NEW, CaseStatus.OPEN, CaseStatus.PENDING_CUSTOMER)
+
+
+# Statuses where the SLA clocks stand still: the ball is in the customer's court (or the case is done).
+SLA_PAUSED_STATUSES = (CaseStatus.PENDING_CUSTOMER, CaseStatus.RESOLVED)
+
+
+class SlaFlag(models.TextChoices):
+    NONE = "", "On time"
+    WARNING = "warning", "Near breach"
+    BREACHED = "breached", "Breached"
 
 
 class Priority(models.IntegerChoices):
@@ -112,6 +123,29 @@ class Case(models.Model):
     first_response_due_at = models.DateTimeField(null=True, blank=True)
     first_responded_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # SLA clocks (hubbub.lib.sla), in the playbook's business hours. Each runs while the case is
+    # working; pending-customer and resolved pause them (see pause_sla / resume_sla).
+    # The channel whose targets apply: the opening post's (public or private).
+    sla_channel = models.CharField(max_length=10, default="public")
+    first_response_warn_at = models.DateTimeField(null=True, blank=True)
+    # Running from the customer's first message after the brand answered until the brand answers.
+    next_response_due_at = models.DateTimeField(null=True, blank=True)
+    next_response_warn_at = models.DateTimeField(null=True, blank=True)
+    # Routing's next-response minutes (a rule's or the default's); the policy decides when None.
+    next_response_minutes = models.PositiveIntegerField(null=True, blank=True)
+    resolution_due_at = models.DateTimeField(null=True, blank=True)
+    resolution_warn_at = models.DateTimeField(null=True, blank=True)
+    sla_paused_at = models.DateTimeField(null=True, blank=True)
+    # Business time spent paused so far, in seconds (every due time was moved later by it).
+    sla_paused_seconds = models.PositiveIntegerField(default=0)
+    # The SLA housekeeping looks at the case no later than this (a warning, breach or escalation step).
+    sla_alert_at = models.DateTimeField(null=True, blank=True)
+    # The queue badge, kept by the housekeeping: near breach or breached.
+    sla_flag = models.CharField(max_length=10, choices=SlaFlag.choices, default=SlaFlag.NONE, blank=True)
+    # The playbook's suggested replies for this case, as written ({"name", "text"} with placeholders,
+    # filled in when the case page shows them) and whether it asked to move the conversation private.
+    reply_templates = models.JSONField(default=list, blank=True)
+    reply_privately = models.BooleanField(default=False)
 
     class Meta:
         indexes = [
@@ -123,6 +157,12 @@ class Case(models.Model):
                 name="case_queue",
             ),
             models.Index(fields=["customer", "account", "status"], name="case_customer_open"),
+            # The SLA housekeeping: working cases with a warning or escalation due.
+            models.Index(
+                fields=["organization", "sla_alert_at"],
+                condition=Q(status__in=WORKING_STATUSES, sla_alert_at__isnull=False),
+                name="case_sla_alert",
+            ),
             # The triage queue: few rows, read in queue order.
             models.Index(
                 fields=["organization", "priority", "first_response_due_at", "id"],
@@ -165,6 +205,204 @@ class Case(models.Model):
             return False
         done = self.first_responded_at or now or timezone.now()
         return done > due
+
+    # --- SLA clocks ---------------------------------------------------------------------------
+    # These change the instance only and return the fields they changed, so the pipeline can
+    # save a batch at once and an action can save(update_fields=...).
+
+    @property
+    def sla_paused(self) -> bool:
+        return self.status in SLA_PAUSED_STATUSES
+
+    @property
+    def sla_paused_for(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.sla_paused_seconds)
+
+    def running_clocks(self) -> list[sla.RunningClock]:
+        """The clocks that are counting down now (none while the case waits or is done)."""
+        if self.status not in WORKING_STATUSES:
+            return []
+        clocks = []
+        if self.first_response_due_at is not None and self.first_responded_at is None:
+            clocks.append(
+                sla.RunningClock(sla.ClockName.FIRST_RESPONSE, self.first_response_due_at, self.first_response_warn_at)
+            )
+        if self.next_response_due_at is not None:
+            clocks.append(
+                sla.RunningClock(sla.ClockName.NEXT_RESPONSE, self.next_response_due_at, self.next_response_warn_at)
+            )
+        if self.resolution_due_at is not None:
+            clocks.append(sla.RunningClock(sla.ClockName.RESOLUTION, self.resolution_due_at, self.resolution_warn_at))
+        return clocks
+
+    def start_sla(self, playbook, decision, private: bool = False) -> list[str]:
+        """Start the first-response and resolution clocks at opening, from routing's decision and the
+        playbook's SLA policy for the case's priority and channel. `playbook` is a PlaybookSet or None."""
+        policy = _policy(playbook)
+        default = playbook.default if playbook is not None else None
+        self.sla_channel = (sla.Channel.PRIVATE if private else sla.Channel.PUBLIC).value
+        first = sla.choose_target(
+            decision.first_response_minutes,
+            default.first_response_minutes if default else None,
+            policy.target(self.priority, self.sla_channel, "first_response"),
+        )
+        self.first_response_due_at, self.first_response_warn_at = _clock(self.opened_at, first, policy)
+        resolution = sla.choose_target(
+            decision.resolution_minutes,
+            default.resolution_minutes if default else None,
+            policy.target(self.priority, self.sla_channel, "resolution"),
+        )
+        self.resolution_due_at, self.resolution_warn_at = _clock(self.opened_at, resolution, policy)
+        self.next_response_minutes = decision.next_response_minutes
+        self.sla_alert_at = self._earliest_look()
+        return [
+            "sla_channel",
+            "first_response_due_at",
+            "first_response_warn_at",
+            "resolution_due_at",
+            "resolution_warn_at",
+            "next_response_minutes",
+            "sla_alert_at",
+        ]
+
+    def brand_replied(self, at: dt.datetime) -> list[str]:
+        """The brand answered: the first-response clock (if running) and the next-response clock stop,
+        and a working case now waits on the customer, which pauses the other clocks."""
+        if self.first_responded_at is None or at < self.first_responded_at:
+            self.first_responded_at = at
+        self.next_response_due_at = self.next_response_warn_at = None
+        if self.status in WORKING_STATUSES:
+            self.status = CaseStatus.PENDING_CUSTOMER
+        self.pause_sla(at)
+        return ["first_responded_at", "status", "next_response_due_at", "next_response_warn_at", *SLA_STATE_FIELDS]
+
+    def customer_wrote(self, at: dt.datetime, playbook, private: bool = False) -> list[str]:
+        """The customer wrote on this (existing) case: a waiting or resolved case opens again and its
+        clocks resume; once the brand has answered, the next-response clock starts (if not running)."""
+        fields = ["status", *SLA_STATE_FIELDS]
+        policy = _policy(playbook)
+        if self.status in SLA_PAUSED_STATUSES:
+            self.status = CaseStatus.OPEN
+            fields += self.resume_sla(at, policy.calendar)
+        if self.first_responded_at is not None and self.next_response_due_at is None and self.is_working:
+            default = playbook.default if playbook is not None else None
+            channel = sla.Channel.PRIVATE if private else sla.Channel.PUBLIC
+            target = sla.choose_target(
+                self.next_response_minutes,
+                default.next_response_minutes if default else None,
+                policy.target(self.priority, channel, "next_response"),
+            )
+            self.next_response_due_at, self.next_response_warn_at = _clock(at, target, policy)
+            fields += ["next_response_due_at", "next_response_warn_at"]
+        self.sla_alert_at = self._earliest_look()
+        return list(dict.fromkeys(fields))
+
+    def pause_sla(self, at: dt.datetime) -> list[str]:
+        """Stop the clocks from `at` while the case waits (status already set)."""
+        if self.sla_paused_at is None and self.status in SLA_PAUSED_STATUSES:
+            self.sla_paused_at = at
+        self.sla_alert_at = self._earliest_look()
+        self.sla_flag = SlaFlag.NONE if not self.running_clocks() else self.sla_flag
+        return list(SLA_STATE_FIELDS)
+
+    def resume_sla(self, at: dt.datetime, calendar: sla.Calendar) -> list[str]:
+        """Run the clocks again from `at`: every due and warning time moves later by the business
+        time the pause lasted (hubbub.lib.sla.resume_due). A clock breached before the pause stays so."""
+        paused_at, self.sla_paused_at = self.sla_paused_at, None
+        fields = ["sla_paused_at", "sla_paused_seconds", "sla_alert_at"]
+        if paused_at is not None and at > paused_at:
+            self.sla_paused_seconds += int(sla.elapsed(paused_at, at, calendar).total_seconds())
+            answered = self.first_responded_at is not None
+            for name in SLA_TIME_FIELDS:
+                value = getattr(self, name)
+                # A met (or missed) first response is history: its due time stays as it was.
+                if value is not None and not (answered and name.startswith("first_response")):
+                    setattr(self, name, sla.resume_due(value, paused_at, at, calendar))
+                    fields.append(name)
+        self.sla_alert_at = self._earliest_look()
+        return fields
+
+    def _earliest_look(self) -> dt.datetime | None:
+        # The housekeeping works out exactly what is due; this only has to be no later than that.
+        times = [t for clock in self.running_clocks() for t in (clock.warn, clock.due) if t is not None]
+        return min(times, default=None)
+
+
+# Moved by a pause (resume_sla); the first-response ones only matter while it is unanswered.
+SLA_TIME_FIELDS = (
+    "first_response_due_at",
+    "first_response_warn_at",
+    "next_response_due_at",
+    "next_response_warn_at",
+    "resolution_due_at",
+    "resolution_warn_at",
+)
+SLA_STATE_FIELDS = ("sla_paused_at", "sla_paused_seconds", "sla_alert_at", "sla_flag")
+# Everything the SLA methods may change: what a bulk update of cases must write.
+SLA_FIELDS = (*SLA_TIME_FIELDS, *SLA_STATE_FIELDS, "sla_channel", "next_response_minutes", "first_responded_at")
+
+
+def _policy(playbook) -> sla.Policy:
+    policy = getattr(playbook, "sla", None)
+    if policy is not None:
+        return policy
+    calendar = getattr(playbook, "calendar", None) or sla.Calendar.always_open()
+    return sla.Policy(name="sla", calendar=calendar, targets={}, warn_fraction=1 - sla.DEFAULT_WARN_AT)
+
+
+def _clock(start: dt.datetime, target: dt.timedelta | None, policy: sla.Policy):
+    """(due, warn) of a clock started at `start`; (None, None) without a target."""
+    if target is None:
+        return None, None
+    due = sla.due_at(start, target, policy.calendar)
+    return due, sla.warning_at(start, due, policy.warn_at, policy.calendar)
+
+
+class SlaClock(models.TextChoices):
+    FIRST_RESPONSE = "first_response", "First response"
+    NEXT_RESPONSE = "next_response", "Next response"
+    RESOLUTION = "resolution", "Resolution"
+
+
+class EscalationKind(models.TextChoices):
+    WARNING = "warning", "Near-breach warning"
+    NOTIFY_SUPERVISOR = "notify_supervisor", "Supervisors notified"
+    RAISE_PRIORITY = "raise_priority", "Priority raised"
+    REASSIGN = "reassign", "Reassigned"
+    NOTIFY_DEPARTMENT = "notify_department", "Department notified"
+
+
+class Escalation(models.Model):
+    """One warning or escalation step taken on a case's clock: written once, in the transaction
+    that took the step, so a housekeeping run that is repeated or killed halfway never doubles one.
+
+    The supervisors' and departments' notifications are these rows (with the department told).
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="escalations")
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="escalations", db_index=False)
+    clock = models.CharField(max_length=20, choices=SlaClock.choices)
+    # The due time the step is about: a clock that starts again (next response) escalates afresh.
+    due_at = models.DateTimeField()
+    # 0: the warning; 1..: the chain's steps in order.
+    position = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=20, choices=EscalationKind.choices)
+    # Told: the case's department (supervisors) or the department notified.
+    department = models.ForeignKey(Department, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["case", "clock", "due_at", "position"], name="escalation_once"),
+        ]
+        indexes = [
+            models.Index(fields=["department", "-created_at"], name="escalation_department_time"),
+        ]
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.clock} of case {self.case_id}"
 
 
 class Direction(models.TextChoices):

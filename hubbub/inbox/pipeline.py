@@ -28,6 +28,7 @@ from hubbub.crisis.actions import crisis_decider
 from hubbub.db import adapter, insert_objects, insert_rows, unsaved
 from hubbub.inbox.models import (
     OPEN_STATUSES,
+    SLA_FIELDS,
     Case,
     CaseStatus,
     Customer,
@@ -232,10 +233,7 @@ class _Threader:
         if case is None:
             return  # a brand post outside any customer thread: stored as an event, nothing to work
         self._add_message(case, event, post, Direction.OUTBOUND, identity=None, understood=None)
-        if case.first_responded_at is None or post.created_at < case.first_responded_at:
-            case.first_responded_at = post.created_at
-        if case.status in (CaseStatus.NEW, CaseStatus.OPEN):
-            case.status = CaseStatus.PENDING_CUSTOMER
+        case.brand_replied(post.created_at)
         self._touch(case)
 
     def _customer_post(self, event: Event, post: Post, understood: Understanding) -> None:
@@ -246,8 +244,7 @@ class _Threader:
         if case is None:
             case = self._open_case(account, identity, post, understood, matched)
         else:
-            if case.status in (CaseStatus.PENDING_CUSTOMER, CaseStatus.RESOLVED):
-                case.status = CaseStatus.OPEN
+            case.customer_wrote(post.created_at, self.playbook, private=post.is_private)
             self._touch(case)
         case.last_message_at = max(case.last_message_at, post.created_at)
         self._add_message(case, event, post, Direction.INBOUND, identity, understood, matched)
@@ -337,6 +334,8 @@ class _Threader:
             playbook_rule=decision.rule[:200],
             tags=tags,
             requires_approval=decision.requires_approval,
+            reply_templates=[{"name": t.name, "text": t.text} for t in decision.templates],
+            reply_privately=decision.private,
             playbook_version=self.version,
             opened_at=post.created_at,
             last_message_at=post.created_at,
@@ -345,12 +344,13 @@ class _Threader:
         # The playbook's priority is the floor; what the post says (severity, sentiment, reach) can raise it.
         # Scored as at opening, so an old imported post is not "breached" by the time it is read.
         case.priority = min(case.priority, priority_score(case.priority_signals(now=case.opened_at)).level)
+        case.start_sla(self.playbook, decision, private=post.is_private)
         if identity.customer_id is None:
             case.customer = identity.customer  # created in this batch, saved before the case
         else:
             case.customer_id = identity.customer_id  # reading identity.customer would cost a query
         self.new_cases.append(case)
-        if decision.notify or decision.acknowledge is not None:
+        if decision.notify or decision.escalate or decision.acknowledge is not None:
             self.follow_ups.append((case, decision, identity, account, post.created_at, crisis is not None))
         return case
 
@@ -452,7 +452,7 @@ class _Threader:
             ),
         )
         if self.changed_cases:
-            Case.objects.bulk_update(self.changed_cases.values(), ["status", "last_message_at", "first_responded_at"])
+            Case.objects.bulk_update(self.changed_cases.values(), ["status", "last_message_at", *SLA_FIELDS])
         if self.changed_identities:
             Identity.objects.bulk_update(self.changed_identities.values(), ["followers", "updated_at"])
         do_carry_out(

@@ -39,7 +39,9 @@ from hubbub.inbox.access import (
     visible_departments,
 )
 from hubbub.inbox.actions import CaseActionError
+from hubbub.inbox.escalation import case_clocks, escalation_history
 from hubbub.inbox.models import WORKING_STATUSES, Case, Identity, Priority, Visibility
+from hubbub.lib.playbook import ResponseTemplate
 from hubbub.lib.priority import score as priority_score
 from hubbub.publishing import actions as publishing_actions
 from hubbub.publishing.actions import ReplyError
@@ -282,6 +284,9 @@ def _thread_context(case: Case) -> dict[str, Any]:
         "thread_limit": THREAD_LIMIT,
         "unsent_replies": list(unsent),
         "thread_url": reverse("inbox:case_thread", args=[case.pk]),
+        # Every SLA clock, the platform's messaging window and what escalation did (live too).
+        "sla_clocks": case_clocks(case),
+        "escalations": escalation_history(case),
     }
 
 
@@ -298,11 +303,34 @@ def _understanding_context(case: Case, error: str = "", saved: bool = False) -> 
     }
 
 
-def _case_context(case: Case) -> dict[str, Any]:
+def _suggested_replies(case: Case, identities: list[Identity], user) -> list[tuple[str, str]]:
+    """The playbook's suggested replies for the case, (name, text) with the placeholders filled in.
+    Plain text: the page escapes it like any other."""
+    handle = next((i.handle for i in identities if i.network == case.account.network), "")
+    values = {
+        "customer_name": case.customer.display_name or handle,
+        "customer_handle": handle,
+        "case_id": case.pk,
+        "department": case.department.name,
+        "agent_name": user.get_full_name() or user.get_username(),
+        "brand": case.organization.name,
+        "channel": case.account.get_network_display(),
+    }
+    suggested = []
+    for template in case.reply_templates or []:
+        if isinstance(template, dict) and isinstance(template.get("text"), str):
+            text = ResponseTemplate(str(template.get("name", "")), template["text"]).render(values)
+            suggested.append((str(template.get("name", "")), text[: publishing_actions.MAX_REPLY_LENGTH]))
+    return suggested
+
+
+def _case_context(case: Case, user) -> dict[str, Any]:
+    identities = list(case.customer.identities.order_by("network", "handle"))
     return {
         **_thread_context(case),
         **_understanding_context(case),
-        "identities": list(case.customer.identities.order_by("network", "handle")),
+        "identities": identities,
+        "suggested_replies": _suggested_replies(case, identities, user),
         "members": list(department_members(case)),
         "transfer_targets": list(
             Department.objects.filter(organization_id=case.organization_id)
@@ -319,7 +347,7 @@ def _case_context(case: Case) -> dict[str, Any]:
 @with_membership
 def case_detail(request, membership, case_id):
     case = access_case(membership, case_id)
-    return page(request, membership, "inbox/case.html", _case_context(case))
+    return page(request, membership, "inbox/case.html", _case_context(case, request.user))
 
 
 @partial_login_required

@@ -38,6 +38,29 @@ values it sets replace the intake's, tags and notified departments add up, and t
 private, escalate) switch on. A `department` in a department's playbook hands the post to that
 department, whose playbook then runs in turn; a set whose hand-offs could loop is refused.
 
+An optional `sla:` section of the intake playbook sets SLA targets per priority and per channel
+(a public reply and a private one can run different clocks), in minutes of business time, when
+the warning comes (a fraction of the target elapsed) and the escalation chain walked on a breach::
+
+    sla:
+      warn_at: 0.8
+      targets:
+        public:
+          urgent: {first_response: 15, next_response: 30, resolution: 240}
+          normal: {first_response: 60, next_response: 120, resolution: 1440}
+        private:
+          normal: {first_response: 120, next_response: 240, resolution: 2880}
+      escalation:
+        - notify_supervisor
+        - raise_priority
+        - reassign: supervisor        # or queue: unassigned, routing hands it on
+        - notify_department: legal
+          after_minutes: 30           # business minutes after the breach (default 0)
+
+A priority without targets takes the nearest more urgent one's. A rule's own `*_minutes` beat
+the policy; the policy beats the default's minutes. Without `escalation` a breach notifies the
+supervisors and raises the priority.
+
 An optional `noise:` section of the intake playbook switches the spam and noise rules
 (hubbub.lib.noise) off or tunes them; each rule is `true`, `false`, or a mapping of its settings::
 
@@ -61,7 +84,18 @@ import yaml
 
 from hubbub.lib.classify import LABELS
 from hubbub.lib.noise import DEFAULT_RULES, NoiseRules
-from hubbub.lib.sla import Calendar, SlaError
+from hubbub.lib.sla import (
+    DEFAULT_ESCALATION,
+    DEFAULT_WARN_AT,
+    Calendar,
+    Channel,
+    EscalationStep,
+    Policy,
+    ReassignTo,
+    SlaError,
+    StepKind,
+    Targets,
+)
 
 MAX_TEXT = 2000
 # The name a decision carries when no rule matched and the default applied.
@@ -298,10 +332,14 @@ class CompiledPlaybook:
     department: str | None = None
     # When SLA clocks run (intake only); 24/7 when the playbook sets no business hours.
     calendar: Calendar = field(default_factory=Calendar.always_open)
+    # SLA targets, warning and escalation chain (intake only), in `calendar`.
+    sla: Policy | None = None
     # The decision when no rule matches (complete for an intake playbook); set in __post_init__.
     default: Decision = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.sla is None:
+            self.sla = default_policy(self.calendar)
         # Every outcome of this playbook alone is known in advance: routing only picks one.
         self.default = self.default_actions.apply(_EMPTY_DECISION, DEFAULT_RULE)
         self._decisions = [rule.then.apply(self.default, rule.name) for rule in self.rules]
@@ -338,6 +376,12 @@ class CompiledPlaybook:
         return {slug for slug in targets if slug and slug != self.department}
 
 
+def default_policy(calendar: Calendar) -> Policy:
+    """No `sla:` section: no per-priority targets (routing's minutes apply), the default warning
+    and escalation chain."""
+    return Policy(name="sla", calendar=calendar, targets={}, warn_fraction=1 - DEFAULT_WARN_AT)
+
+
 class Router(Protocol):
     noise: NoiseRules
     calendar: Calendar
@@ -359,6 +403,10 @@ class PlaybookSet:
     @property
     def calendar(self) -> Calendar:
         return self.intake.calendar
+
+    @property
+    def sla(self) -> Policy:
+        return self.intake.sla or default_policy(self.intake.calendar)
 
     @property
     def default(self) -> Decision:
@@ -435,6 +483,13 @@ def _check_departments(playbook: CompiledPlaybook, departments: set[str], prefix
                 raise PlaybookError(
                     f"{prefix}{where}.notify", f"no department {slug!r} (known: {', '.join(sorted(departments))})"
                 )
+    if playbook.department is None and playbook.sla is not None:
+        for index, step in enumerate(playbook.sla.escalation):
+            if step.kind == StepKind.NOTIFY_DEPARTMENT and step.department not in departments:
+                raise PlaybookError(
+                    f"{prefix}sla.escalation[{index}].notify_department",
+                    f"no department {step.department!r} (known: {', '.join(sorted(departments))})",
+                )
 
 
 def parse_yaml(source: str, department: str | None = None) -> dict[str, Any]:
@@ -464,7 +519,8 @@ def compile_playbook(
 ) -> CompiledPlaybook:
     """Validate plain playbook data and build the router: the intake's, or `department`'s.
     `departments` are the known slugs, if checked."""
-    allowed = {"name", "default", "rules", "templates"} | ({"noise", "business_hours"} if department is None else set())
+    intake_only = {"noise", "business_hours", "sla"}
+    allowed = {"name", "default", "rules", "templates"} | (intake_only if department is None else set())
     unknown = set(data) - allowed
     if unknown:
         key = sorted(unknown)[0]
@@ -472,6 +528,8 @@ def compile_playbook(
             raise PlaybookError(key, "only the intake playbook filters noise")
         if key == "business_hours":
             raise PlaybookError(key, "business hours are set once, in the intake playbook")
+        if key == "sla":
+            raise PlaybookError(key, "SLA targets and escalation are set once, in the intake playbook")
         raise PlaybookError(key, "unknown key (expected " + ", ".join(sorted(allowed)) + ")")
     templates = _templates(data.get("templates"))
     default_data = data.get("default")
@@ -488,13 +546,15 @@ def compile_playbook(
     if not isinstance(rules_data, list):
         raise PlaybookError("rules", "must be a list of rules")
     rules = [_rule(f"rules[{i}]", item, templates) for i, item in enumerate(rules_data)]
+    calendar = _business_hours(data.get("business_hours"))
     compiled = CompiledPlaybook(
         default_actions=default_actions,
         rules=rules,
         noise=_noise(data.get("noise")),
         templates=templates,
         department=department,
-        calendar=_business_hours(data.get("business_hours")),
+        calendar=calendar,
+        sla=_sla(data.get("sla"), calendar) if department is None else None,
     )
     if departments is not None:
         _check_departments(compiled, departments, prefix="")
@@ -607,6 +667,97 @@ def _business_hours(data: Any) -> Calendar:
         return Calendar.weekly(timezone, {str(k): v for k, v in hours.items()}, holidays)
     except (SlaError, TypeError, ValueError) as exc:
         raise PlaybookError("business_hours", str(exc)) from exc
+
+
+SLA_CLOCKS = ("first_response", "next_response", "resolution")
+STEP_KINDS = tuple(kind.value for kind in StepKind)
+MAX_ESCALATION_STEPS = 20
+
+
+def _sla(data: Any, calendar: Calendar) -> Policy:
+    if data is None:
+        return default_policy(calendar)
+    if not isinstance(data, dict):
+        raise PlaybookError("sla", "must be a mapping with warn_at, targets and escalation")
+    unknown = set(data) - {"warn_at", "targets", "escalation"}
+    if unknown:
+        raise PlaybookError(f"sla.{sorted(unknown)[0]}", "unknown key (expected warn_at, targets, escalation)")
+    warn_at = data.get("warn_at", DEFAULT_WARN_AT)
+    if isinstance(warn_at, bool) or not isinstance(warn_at, int | float) or not 0 < warn_at <= 1:
+        raise PlaybookError("sla.warn_at", "must be the fraction of a target elapsed when the warning comes, e.g. 0.8")
+    targets: dict[tuple[int, Channel], Targets] = {}
+    raw_targets = data.get("targets") or {}
+    if not isinstance(raw_targets, dict):
+        raise PlaybookError("sla.targets", "must map public and private to priorities")
+    for channel_name, per_priority in raw_targets.items():
+        path = f"sla.targets.{channel_name}"
+        if channel_name not in (Channel.PUBLIC, Channel.PRIVATE):
+            raise PlaybookError(path, "unknown channel (expected public, private)")
+        if not isinstance(per_priority, dict) or not per_priority:
+            raise PlaybookError(path, "must map priorities (" + ", ".join(PRIORITIES) + ") to targets")
+        for priority, spec in per_priority.items():
+            where = f"{path}.{priority}"
+            if priority not in PRIORITIES:
+                raise PlaybookError(where, "unknown priority (expected " + ", ".join(PRIORITIES) + ")")
+            if not isinstance(spec, dict):
+                raise PlaybookError(where, "must give first_response, next_response and resolution minutes")
+            extra = set(spec) - set(SLA_CLOCKS)
+            if extra:
+                raise PlaybookError(
+                    f"{where}.{sorted(extra)[0]}", "unknown target (expected " + ", ".join(SLA_CLOCKS) + ")"
+                )
+            minutes = {}
+            for key in SLA_CLOCKS:
+                value = spec.get(key)
+                if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_MINUTES:
+                    raise PlaybookError(
+                        f"{where}.{key}", f"required: a whole number of minutes from 1 to {MAX_MINUTES}"
+                    )
+                minutes[key] = dt.timedelta(minutes=value)
+            targets[(PRIORITIES[priority], Channel(channel_name))] = Targets(**minutes)
+    chain = DEFAULT_ESCALATION if "escalation" not in data else _escalation(data["escalation"])
+    return Policy(name="sla", calendar=calendar, targets=targets, warn_fraction=1 - warn_at, escalation=chain)
+
+
+def _escalation(data: Any) -> tuple[EscalationStep, ...]:
+    if data is None or data == []:
+        return ()
+    if not isinstance(data, list):
+        raise PlaybookError("sla.escalation", "must be a list of steps: " + ", ".join(STEP_KINDS))
+    if len(data) > MAX_ESCALATION_STEPS:
+        raise PlaybookError("sla.escalation", f"at most {MAX_ESCALATION_STEPS} steps")
+    return tuple(_escalation_step(f"sla.escalation[{index}]", item) for index, item in enumerate(data))
+
+
+def _escalation_step(path: str, item: Any) -> EscalationStep:
+    expected = "a step is one of " + ", ".join(STEP_KINDS) + ", optionally with after_minutes"
+    if isinstance(item, str):
+        item = {item: None}
+    if not isinstance(item, dict):
+        raise PlaybookError(path, expected)
+    kinds = [key for key in item if key != "after_minutes"]
+    if len(kinds) != 1:
+        raise PlaybookError(path, expected)
+    kind_name = kinds[0]
+    if kind_name not in STEP_KINDS:
+        raise PlaybookError(f"{path}.{kind_name}", "unknown step (known: " + ", ".join(STEP_KINDS) + ")")
+    kind, value = StepKind(kind_name), item[kind_name]
+    after = item.get("after_minutes", 0)
+    if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= MAX_MINUTES:
+        raise PlaybookError(f"{path}.after_minutes", f"must be a whole number of minutes from 0 to {MAX_MINUTES}")
+    step = EscalationStep(kind=kind, after=dt.timedelta(minutes=after))
+    if kind == StepKind.NOTIFY_DEPARTMENT:
+        if not isinstance(value, str) or not value:
+            raise PlaybookError(f"{path}.{kind_name}", "must be a department slug such as legal")
+        return replace(step, department=value)
+    if kind == StepKind.REASSIGN:
+        value = ReassignTo.QUEUE.value if value is None else value
+        if value not in tuple(ReassignTo):
+            raise PlaybookError(f"{path}.{kind_name}", "must be queue or supervisor")
+        return replace(step, to=ReassignTo(value))
+    if value not in (None, True):
+        raise PlaybookError(f"{path}.{kind_name}", "takes no value (write it alone, e.g. - raise_priority)")
+    return step
 
 
 def _noise(data: Any) -> NoiseRules:

@@ -282,6 +282,21 @@ class Policy:
     targets: Mapping[tuple[int, Channel], Targets]
     # Warn when this fraction of a target or less is left (0.25: the last quarter).
     warn_fraction: float = 0.25
+    # What happens, in order, when a clock breaches.
+    escalation: tuple[EscalationStep, ...] = field(default_factory=lambda: DEFAULT_ESCALATION)
+
+    @property
+    def warn_at(self) -> float:
+        """The fraction of a target elapsed when the warning comes (0.8: at 80 %)."""
+        return 1 - self.warn_fraction
+
+    def target(self, priority: int, channel: str, clock: str) -> timedelta | None:
+        """One clock's target for this priority and channel (see targets_for), None where the policy
+        sets none for the channel."""
+        try:
+            return getattr(self.targets_for(priority, channel), clock)
+        except SlaError:
+            return None
 
     def targets_for(self, priority: int, channel: str) -> Targets:
         """The targets of this priority and channel; for a priority with none, the nearest
@@ -386,3 +401,173 @@ def earliest_deadline(*deadlines: datetime | None) -> datetime | None:
     """The deadline the agent must beat: the sooner of an SLA due time and a platform window."""
     present = [d for d in deadlines if d is not None]
     return min(present) if present else None
+
+
+# --- pauses ------------------------------------------------------------------------------------
+
+
+def resume_due(due: datetime, paused_at: datetime, resumed_at: datetime, calendar: Calendar) -> datetime:
+    """Where a due time set before a pause lands when its clock runs again.
+
+    It moves later by the business time the pause lasted, so the business time that was left when
+    the clock paused is what is left when it resumes. A pause can only move a due time later, and a
+    moved due time is inside business hours. A clock that had already breached when it paused stays
+    breached: its due time does not move. A pause of no business time changes nothing.
+    """
+    _require_aware(due, "due")
+    _require_aware(paused_at, "paused_at")
+    _require_aware(resumed_at, "resumed_at")
+    due = due.astimezone(UTC)
+    if due <= paused_at:
+        return due
+    paused = elapsed(paused_at, resumed_at, calendar)
+    if paused == ZERO:
+        return due
+    return due_at(due, paused, calendar)
+
+
+def warning_at(start: datetime, due: datetime, warn_at: float, calendar: Calendar) -> datetime:
+    """The instant `warn_at` (0.8: 80 %) of the business time from `start` to `due` has passed."""
+    if not 0 <= warn_at <= 1:
+        raise SlaError("warn_at must be between 0 and 1")
+    span = elapsed(start, due, calendar)
+    return min(due_at(start, span * warn_at, calendar), due.astimezone(UTC))
+
+
+def choose_target(decided: int | None, default: int | None, policy_target: timedelta | None) -> timedelta | None:
+    """One clock's target for a case.
+
+    `decided` is what routing decided (a rule's minutes, or else the playbook default's), `default`
+    the playbook default's own minutes, `policy_target` the SLA policy's for the case's priority and
+    channel. A rule's own minutes win; then the policy's target; then the default's. (A rule that
+    sets the default's value is indistinguishable from the default and yields to the policy.)
+    """
+    if decided is not None and decided != default:
+        return timedelta(minutes=decided)
+    if policy_target is not None:
+        return policy_target
+    return None if decided is None else timedelta(minutes=decided)
+
+
+# --- warnings and escalation -------------------------------------------------------------------
+
+
+class ClockName(enum.StrEnum):
+    FIRST_RESPONSE = "first_response"
+    NEXT_RESPONSE = "next_response"
+    RESOLUTION = "resolution"
+
+
+class StepKind(enum.StrEnum):
+    NOTIFY_SUPERVISOR = "notify_supervisor"
+    RAISE_PRIORITY = "raise_priority"
+    REASSIGN = "reassign"
+    NOTIFY_DEPARTMENT = "notify_department"
+
+
+class ReassignTo(enum.StrEnum):
+    QUEUE = "queue"  # unassigned: routing hands it to the next free agent
+    SUPERVISOR = "supervisor"  # one of the department's supervisors, online ones first
+
+
+@dataclass(frozen=True)
+class EscalationStep:
+    """One step of the chain walked when a clock breaches, `after` business time past the breach."""
+
+    kind: StepKind
+    after: timedelta = ZERO
+    department: str = ""  # notify_department: whom to tell
+    to: ReassignTo = ReassignTo.QUEUE  # reassign: where the case goes
+
+    def describe(self) -> str:
+        text = {
+            StepKind.NOTIFY_SUPERVISOR: "notify the supervisors",
+            StepKind.RAISE_PRIORITY: "raise the priority",
+            StepKind.REASSIGN: f"reassign to the {self.to}",
+            StepKind.NOTIFY_DEPARTMENT: f"notify {self.department}",
+        }[self.kind]
+        if self.after:
+            text += f" ({int(self.after.total_seconds() // 60)} min after the breach)"
+        return text
+
+
+# Warn at 80 % of a target; on breach tell the supervisors and make the case more urgent.
+DEFAULT_WARN_AT = 0.8
+DEFAULT_ESCALATION = (EscalationStep(StepKind.NOTIFY_SUPERVISOR), EscalationStep(StepKind.RAISE_PRIORITY))
+
+
+@dataclass(frozen=True)
+class RunningClock:
+    """A case's clock as stored: when it breaches, and when it warns (None: no warning)."""
+
+    name: ClockName
+    due: datetime
+    warn: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """Something to do about one clock at `at`: position 0 is the warning, 1.. the chain's steps."""
+
+    clock: ClockName
+    due: datetime
+    position: int
+    at: datetime
+    step: EscalationStep | None = None
+
+    @property
+    def key(self) -> tuple[str, datetime, int]:
+        return (str(self.clock), self.due, self.position)
+
+
+def schedule(clocks: list[RunningClock], chain: tuple[EscalationStep, ...], calendar: Calendar) -> list[Alert]:
+    """Every warning and escalation step of these clocks, in the order they fall due."""
+    alerts = []
+    for clock in clocks:
+        if clock.warn is not None and clock.warn < clock.due:
+            alerts.append(Alert(clock.name, clock.due, 0, clock.warn))
+        for position, step in enumerate(chain, start=1):
+            at = clock.due if not step.after else due_at(clock.due, step.after, calendar)
+            alerts.append(Alert(clock.name, clock.due, position, at, step))
+    return sorted(alerts, key=lambda a: (a.at, a.position, a.clock))
+
+
+def _wanted(alert: Alert, now: datetime, done: set, stale: timedelta | None) -> bool:
+    if alert.key in done:
+        return False
+    # A warning that a breach overtook (the case was first looked at late) is skipped, not sent.
+    if alert.position == 0 and now >= alert.due:
+        return False
+    # So is a step long past: imported history, not something a supervisor can still act on.
+    return stale is None or alert.at >= now - stale
+
+
+def due_alerts(alerts: list[Alert], now: datetime, done: set, stale: timedelta | None = None) -> list[Alert]:
+    """The alerts to act on now: fallen due, not done yet (`done` holds Alert.key of those done),
+    and, with `stale`, fallen due no longer ago than that."""
+    return [a for a in alerts if a.at <= now and _wanted(a, now, done, stale)]
+
+
+def next_look(
+    clocks: list[RunningClock], alerts: list[Alert], now: datetime, done: set, stale: timedelta | None = None
+) -> datetime | None:
+    """When the case next needs looking at: its next alert, or its next warning or breach (for the
+    queue's badge); None when nothing is left to happen."""
+    times = [a.at for a in alerts if _wanted(a, now, done, stale)]
+    times += [t for clock in clocks for t in (clock.warn, clock.due) if t is not None and t > now]
+    return min(times, default=None)
+
+
+class Flag(enum.StrEnum):
+    NONE = ""
+    WARNING = "warning"
+    BREACHED = "breached"
+
+
+def flag(clocks: list[RunningClock], now: datetime) -> Flag:
+    """The queue badge: breached when any running clock is past due, warning when any is past its warning."""
+    if any(clock.due <= now for clock in clocks):
+        return Flag.BREACHED
+    if any(clock.warn is not None and clock.warn <= now for clock in clocks):
+        return Flag.WARNING
+    return Flag.NONE

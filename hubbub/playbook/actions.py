@@ -21,7 +21,7 @@ from django.utils import timezone
 from hubbub.accounts.models import Department, Organization
 from hubbub.governance.actions import do_audit
 from hubbub.governance.models import AuditEvent
-from hubbub.inbox.models import Case, Direction, Message, Visibility
+from hubbub.inbox.models import Case, Direction, Escalation, EscalationKind, Message, SlaClock, Visibility
 from hubbub.lib.playbook import (
     CompiledPlaybook,
     Decision,
@@ -306,9 +306,10 @@ class Opened:
 
 def do_carry_out(organization_id: int, opened: list[Opened], now: dt.datetime) -> None:
     """The playbook actions that reach beyond the case itself, for a batch of newly opened cases:
-    `notify` hands the case to other departments (a HandOff each, with a receipt to come), and
-    `acknowledge` queues the template's reply in the outbox. Runs in the batch's transaction, so a
-    worker killed halfway leaves neither, and the batch's rerun writes each exactly once."""
+    `notify` hands the case to other departments (a HandOff each, with a receipt to come),
+    `escalate` notifies the supervisors, and `acknowledge` queues the template's reply in the
+    outbox. Runs in the batch's transaction, so a worker killed halfway leaves none of them, and
+    the batch's rerun writes each exactly once."""
     if not opened:
         return
     departments = dict(Department.objects.filter(organization_id=organization_id).values_list("slug", "id"))
@@ -325,6 +326,26 @@ def do_carry_out(organization_id: int, opened: list[Opened], now: dt.datetime) -
         if slug in departments and departments[slug] != item.case.department_id
     ]
     HandOff.objects.bulk_create(handoffs, ignore_conflicts=True)
+    # `escalate`: the supervisors of the case's department hear of it at once, as of a breach.
+    escalated = [item.case for item in opened if item.decision.escalate]
+    Escalation.objects.bulk_create(
+        [
+            Escalation(
+                organization_id=organization_id,
+                case_id=case.pk,
+                clock=SlaClock.FIRST_RESPONSE,
+                # The opening time, not a clock's due time: never the same row as an SLA step.
+                due_at=case.opened_at,
+                position=0,
+                kind=EscalationKind.NOTIFY_SUPERVISOR,
+                department_id=case.department_id,
+                detail={"rule": case.playbook_rule},
+                created_at=now,
+            )
+            for case in escalated
+        ],
+        ignore_conflicts=True,
+    )
     window = dt.timedelta(minutes=settings.HUBBUB_ACKNOWLEDGE_WITHIN_MINUTES)
     acknowledged = [
         item

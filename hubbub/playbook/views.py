@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from hubbub.inbox.access import can_supervise, visible_departments
+from hubbub.inbox.escalation import notifications_for
 from hubbub.inbox.views import page, partial_login_required, with_membership
 from hubbub.lib.playbook import PlaybookError, parse_yaml
 from hubbub.playbook import actions
@@ -226,7 +227,8 @@ def handoffs(request, membership):
     rows = visible_handoffs(membership).select_related("case", "department", "received_by")
     waiting = list(rows.filter(received_at=None)[:200])
     received = list(rows.exclude(received_at=None)[:50])
-    return page(request, membership, "playbook/handoffs.html", {"waiting": waiting, "received": received})
+    context = {"waiting": waiting, "received": received, "escalations": notifications_for(membership)}
+    return page(request, membership, "playbook/handoffs.html", context)
 
 
 @login_required

@@ -225,11 +225,7 @@ def _record_sent(outbound: OutboundMessage, external_id: str, url: str) -> None:
     outbound.sent_at = now
     outbound.last_error = ""
     outbound.save(update_fields=["state", "external_id", "message", "sent_at", "last_error"])
-    if case.first_responded_at is None:
-        case.first_responded_at = now
-    if case.status in (CaseStatus.NEW, CaseStatus.OPEN):
-        case.status = CaseStatus.PENDING_CUSTOMER
-    case.save(update_fields=["first_responded_at", "status"])
+    case.save(update_fields=case.brand_replied(now))
     SocialAccount.objects.filter(pk=outbound.account_id).update(healthy=True, last_success_at=now)
 
 

@@ -65,7 +65,7 @@ def test_case_page_offers_the_holding_statement_escaped_and_the_sent_back_draft(
     do_send_back_reply(outbound, sue.user, "Apologise " + HOSTILE)
     assert client.login(username="ada", password=PASSWORD)
     page = client.get(reverse("inbox:case", args=[case.pk])).content.decode()
-    assert "Use the holding statement" in page and "crisis.js" in page
+    assert "Use the holding statement" in page and "reply-box.js" in page
     assert "<script>alert(1)" not in page and "onerror=alert(1)>" not in page
     assert "Your reply was sent back" in page and reverse("publishing:resubmit", args=[outbound.pk]) in page
     queue = client.get(reverse("inbox:queue")).content.decode()

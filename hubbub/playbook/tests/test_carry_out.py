@@ -15,7 +15,7 @@ from hubbub.connectors.base import RawPost
 from hubbub.connectors.models import Network, SocialAccount
 from hubbub.governance.models import AuditEvent
 from hubbub.inbox import pipeline
-from hubbub.inbox.models import Case, Direction
+from hubbub.inbox.models import Case, Direction, Escalation, EscalationKind
 from hubbub.inbox.tests.test_views import SCRIPT, make_member, make_org
 from hubbub.playbook.actions import do_publish_playbook
 from hubbub.playbook.models import HandOff
@@ -171,3 +171,66 @@ def test_an_imported_account_is_never_acknowledged(org):
     do_store_events(imported, [RawPost("7", row)])
     drain()
     assert HandOff.objects.count() == 2 and not OutboundMessage.objects.exists()
+
+
+PRIVATE_DATA_RULE = """
+templates:
+  move_private: "Hi {customer_name}, {agent_name} here from {brand}: let's continue by direct message on {channel}."
+default:
+  department: customer-service
+  priority: normal
+  first_response_minutes: 60
+rules:
+  - name: Account numbers
+    when: {terms: [account]}
+    then: {private: true, templates: [move_private]}
+"""
+
+
+def test_the_case_page_offers_the_rules_replies_filled_in_and_escaped_and_defaults_to_private(client, org, account):
+    do_publish_playbook(org, PRIVATE_DATA_RULE)
+    post(account, "1", "@acme my account 12345678 is locked", author="mallory")
+    drain()
+    case = Case.objects.get()
+    case.customer.display_name = SCRIPT
+    case.customer.save()
+    assert case.reply_privately and case.reply_templates[0]["name"] == "move_private"
+    agent = make_member(org, "alice", Role.AGENT, ["customer-service"])
+    agent.first_name, agent.last_name = "Alice", "Agent"
+    agent.save()
+    client.force_login(agent)
+    page = client.get(reverse("inbox:case", args=[case.pk])).content.decode()
+    assert "Alice Agent here from Acme" in page and "Mastodon" in page
+    assert SCRIPT not in page and "&lt;script&gt;" in page
+    assert 'value="private" checked' in page and 'value="public" checked' not in page
+
+
+ESCALATING = """
+default:
+  department: customer-service
+  priority: normal
+  first_response_minutes: 60
+rules:
+  - name: Journalists
+    when: {terms: [journalist]}
+    then: {escalate: true}
+"""
+
+
+def test_an_escalate_rule_tells_the_departments_supervisors_once(client, org, account):
+    do_publish_playbook(org, ESCALATING)
+    post(account, "1", "@acme I am a journalist writing about your refunds")
+    drain()
+    case = Case.objects.get()
+    step = Escalation.objects.get(case=case)
+    assert step.kind == EscalationKind.NOTIFY_SUPERVISOR and step.department_id == case.department_id
+    assert step.detail["rule"].startswith("Journalists")
+    supervisor = make_member(org, "sam", Role.SUPERVISOR, ["customer-service"])
+    client.force_login(supervisor)
+    listing = client.get(reverse("playbook:handoffs")).content.decode()
+    assert "journalist writing" in listing and "playbook rule Journalists" in listing
+    case_page = client.get(reverse("inbox:case", args=[case.pk])).content.decode()
+    assert "Supervisors notified" in case_page
+    # An agent of another department hears nothing of it.
+    client.force_login(make_member(org, "otto", Role.AGENT, ["sales"]))
+    assert "journalist writing" not in client.get(reverse("playbook:handoffs")).content.decode()
