@@ -107,7 +107,21 @@ def sees_triage(membership: Membership) -> bool:
 
 
 def access_case(membership: Membership, case_id) -> Case:
-    """A case of the member's departments, or one a playbook handed to one of them (a HandOff)."""
+    """A case the member works: of their departments (and, for supervisors, triage)."""
+    case = (
+        visible_cases(membership)
+        .select_related("organization", "department", "account", "customer", "assignee")
+        .filter(pk=parse_id(case_id))
+        .first()
+    )
+    if case is None:
+        raise Http404("no such case")
+    return case
+
+
+def access_case_to_read(membership: Membership, case_id) -> tuple[Case, bool]:
+    """A case the member may read, and whether they work it. Besides the cases they work, members
+    may read (and add notes to) a case a playbook handed to one of their departments (a HandOff)."""
     pk = parse_id(case_id)
     handed_to_them = HandOff.objects.filter(case_id=pk, department_id__in=membership.visible_department_ids())
     case = (
@@ -118,7 +132,10 @@ def access_case(membership: Membership, case_id) -> Case:
     )
     if case is None:
         raise Http404("no such case")
-    return case
+    works = case.department_id in membership.visible_department_ids() or (
+        case.needs_triage and can_supervise(membership)
+    )
+    return case, works
 
 
 def access_outbound(case: Case, outbound_id) -> OutboundMessage:

@@ -84,6 +84,8 @@ def do_set_priority(case: Case, user, priority: int) -> None:
 
 @transaction.atomic
 def do_resolve(case: Case, user) -> None:
+    # Locked and read again: the pipeline may have resumed its clocks since the page read it.
+    case = Case.objects.select_for_update().select_related("organization").get(pk=case.pk)
     if case.status in (CaseStatus.RESOLVED, CaseStatus.CLOSED):
         raise CaseActionError(f"case {case.pk} is already {case.get_status_display().lower()}")
     case.status = CaseStatus.RESOLVED

@@ -33,6 +33,7 @@ from hubbub.inbox.models import (
 from hubbub.lib import sla
 from hubbub.lib.playbook import default_policy
 from hubbub.playbook.actions import active_playbook
+from hubbub.playbook.models import HandOff
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,13 @@ def _perform(case: Case, alert: sla.Alert) -> tuple[str, Department | None, dict
     detail = {"department": step.department}
     if department is None:
         detail["error"] = "no such department"
+    elif department.pk != case.department_id:
+        # Told of it, the department may read the case and add notes, as after a playbook's notify.
+        HandOff.objects.get_or_create(
+            case=case,
+            department=department,
+            defaults={"organization_id": case.organization_id, "rule": f"SLA escalation ({step.department})"},
+        )
     return EscalationKind.NOTIFY_DEPARTMENT, department, detail
 
 

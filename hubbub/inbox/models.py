@@ -273,8 +273,8 @@ class Case(models.Model):
         self.next_response_due_at = self.next_response_warn_at = None
         if self.status in WORKING_STATUSES:
             self.status = CaseStatus.PENDING_CUSTOMER
-        self.pause_sla(at)
-        return ["first_responded_at", "status", "next_response_due_at", "next_response_warn_at", *SLA_STATE_FIELDS]
+        paused = self.pause_sla(at)
+        return ["first_responded_at", "status", "next_response_due_at", "next_response_warn_at", *paused]
 
     def customer_wrote(self, at: dt.datetime, playbook, private: bool = False) -> list[str]:
         """The customer wrote on this (existing) case: a waiting or resolved case opens again and its
@@ -303,7 +303,8 @@ class Case(models.Model):
             self.sla_paused_at = at
         self.sla_alert_at = self._earliest_look()
         self.sla_flag = SlaFlag.NONE if not self.running_clocks() else self.sla_flag
-        return list(SLA_STATE_FIELDS)
+        # Not sla_paused_seconds: only resume_sla changes it, and a save must not overwrite its sum.
+        return ["sla_paused_at", "sla_alert_at", "sla_flag"]
 
     def resume_sla(self, at: dt.datetime, calendar: sla.Calendar) -> list[str]:
         """Run the clocks again from `at`: every due and warning time moves later by the business

@@ -39,7 +39,6 @@ from hubbub.inbox.models import (
 )
 from hubbub.lib.playbook import DEFAULT_RULE, PRIORITIES, Decision, PostFacts, Router
 from hubbub.lib.priority import score as priority_score
-from hubbub.lib.sla import due_at
 from hubbub.listening.actions import Matcher, matcher_for
 from hubbub.playbook.actions import Opened, active_playbook, do_carry_out
 from hubbub.understanding.actions import understand
@@ -72,14 +71,6 @@ def triage_threshold() -> float:
 
 def triage_department_slug() -> str:
     return settings.HUBBUB_TRIAGE_DEPARTMENT
-
-
-def first_response_due(playbook: Router | None, opened_at: dt.datetime, decision: Decision) -> dt.datetime:
-    """The first-response deadline, counted in the playbook's business hours (24/7 when it sets none)."""
-    minutes = decision.first_response_minutes
-    if playbook is None or playbook.calendar.is_always_open:
-        return opened_at + dt.timedelta(minutes=minutes)
-    return due_at(opened_at, minutes, playbook.calendar)
 
 
 def route(playbook: Router | None, facts: PostFacts) -> Decision:
@@ -339,7 +330,6 @@ class _Threader:
             playbook_version=self.version,
             opened_at=post.created_at,
             last_message_at=post.created_at,
-            first_response_due_at=first_response_due(self.playbook, post.created_at, decision),
         )
         # The playbook's priority is the floor; what the post says (severity, sentiment, reach) can raise it.
         # Scored as at opening, so an old imported post is not "breached" by the time it is read.
@@ -461,7 +451,6 @@ class _Threader:
                 Opened(
                     case=case,
                     decision=decision,
-                    customer_name=identity.display_name or identity.handle,
                     customer_handle=identity.handle,
                     channel=account.network,
                     posted_at=posted_at,

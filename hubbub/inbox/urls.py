@@ -14,6 +14,7 @@ urlpatterns = [
     path("cases/<int:case_id>/note/", views.add_note, name="note"),
     path("cases/<int:case_id>/transfer/", views.transfer, name="transfer"),
     path("cases/<int:case_id>/resolve/", views.resolve, name="resolve"),
+    path("cases/<int:case_id>/reopen/", views.reopen, name="reopen"),
     path("cases/<int:case_id>/priority/", views.set_priority, name="priority"),
     path("cases/<int:case_id>/labels/", views.correct_labels, name="labels"),
     path("cases/<int:case_id>/replies/<int:outbound_id>/retry/", views.retry_reply, name="retry_reply"),

@@ -25,6 +25,7 @@ from hubbub.inbox import actions as inbox_actions
 from hubbub.inbox.access import (
     access_assignee,
     access_case,
+    access_case_to_read,
     access_event,
     access_outbound,
     access_transfer_target,
@@ -184,7 +185,14 @@ def queue_cases(
     cases = (
         Case.objects.filter(scope, organization_id=organization_id, status__in=WORKING_STATUSES)
         .select_related("customer", "account", "assignee", "department")
-        .defer("private_data", "labels", "account__credentials_encrypted", "account__cursor", "account__settings")
+        .defer(
+            "private_data",
+            "labels",
+            "reply_templates",
+            "account__credentials_encrypted",
+            "account__cursor",
+            "account__settings",
+        )
         .annotate(customer_handle=Subquery(handle))
         .order_by("priority", F("first_response_due_at").asc(nulls_last=True), "id")
     )
@@ -346,15 +354,15 @@ def _case_context(case: Case, user) -> dict[str, Any]:
 @require_GET
 @with_membership
 def case_detail(request, membership, case_id):
-    case = access_case(membership, case_id)
-    return page(request, membership, "inbox/case.html", _case_context(case, request.user))
+    case, works = access_case_to_read(membership, case_id)
+    return page(request, membership, "inbox/case.html", _case_context(case, request.user) | {"can_work": works})
 
 
 @partial_login_required
 @require_GET
 @with_membership
 def case_thread(request, membership, case_id):
-    case = access_case(membership, case_id)
+    case, _works = access_case_to_read(membership, case_id)
     context = _thread_context(case) | {"is_supervisor": can_supervise(membership)}
     return render(request, "inbox/_thread_refresh.html", context)
 
@@ -397,7 +405,7 @@ def reply(request, membership, case_id):
 @require_POST
 @with_membership
 def add_note(request, membership, case_id):
-    case = access_case(membership, case_id)
+    case, _works = access_case_to_read(membership, case_id)
     if run_action(request, inbox_actions.do_add_note, case, request.user, request.POST.get("text", "")):
         messages.success(request, "Internal note added.")
     return _to_case(case)
@@ -441,6 +449,16 @@ def resolve(request, membership, case_id):
         return _to_case(case)
     messages.success(request, f"Case {case.pk} resolved.")
     return redirect("inbox:queue")
+
+
+@login_required
+@require_POST
+@with_membership
+def reopen(request, membership, case_id):
+    case = access_case(membership, case_id)
+    if run_action(request, inbox_actions.do_reopen, case, request.user):
+        messages.success(request, f"Case {case.pk} is open again; its SLA clocks run from now.")
+    return _to_case(case)
 
 
 @login_required

@@ -118,8 +118,9 @@ def do_publish_playbook(
     data = parse_yaml(source, department=department.slug if department is not None else None)
     latest = Playbook.objects.filter(organization=organization).aggregate(v=Max("version"))["v"] or 0
     Playbook.objects.filter(organization=organization, department=department, is_active=True).update(is_active=False)
-    # The draft it came from, if any, is now this version.
-    PlaybookDraft.objects.filter(organization=organization, department=department).delete()
+    if restored_from is None:
+        # The draft it came from is now this version (a rollback leaves a draft being written alone).
+        PlaybookDraft.objects.filter(organization=organization, department=department).delete()
     playbook = Playbook.objects.create(
         organization=organization,
         department=department,
@@ -149,11 +150,12 @@ def do_save_draft(
     """Keep a playbook's draft as written (it need not parse yet); one per playbook, the latest wins."""
     if department is not None and department.organization_id != organization.pk:
         raise PlaybookError("", "no such department")
-    draft = PlaybookDraft.objects.select_for_update().filter(organization=organization, department=department).first()
-    if draft is None:
-        draft = PlaybookDraft(organization=organization, department=department)
-    draft.source, draft.updated_by, draft.updated_at = source, user, timezone.now()
-    draft.save()
+    # One row per playbook; update_or_create retries the read when two first saves race.
+    draft, _ = PlaybookDraft.objects.update_or_create(
+        organization=organization,
+        department=department,
+        defaults={"source": source, "updated_by": user, "updated_at": timezone.now()},
+    )
     do_audit(
         organization,
         user,
@@ -293,7 +295,6 @@ class Opened:
     case: Case
     decision: Decision
     # Shown to the customer by an acknowledgement template.
-    customer_name: str
     customer_handle: str
     channel: str
     # The post's own time: only recent posts are acknowledged.
@@ -368,7 +369,9 @@ def do_carry_out(organization_id: int, opened: list[Opened], now: dt.datetime) -
         case, decision = item.case, item.decision
         text = decision.acknowledge.render(
             {
-                "customer_name": item.customer_name,
+                # The handle, never the display name: nobody reads this before it goes out, and a
+                # display name is whatever the customer chose ("Refunds at scam.example").
+                "customer_name": item.customer_handle,
                 "customer_handle": item.customer_handle,
                 "case_id": case.pk,
                 "department": department_names.get(case.department_id, ""),

@@ -225,7 +225,10 @@ def _record_sent(outbound: OutboundMessage, external_id: str, url: str) -> None:
     outbound.sent_at = now
     outbound.last_error = ""
     outbound.save(update_fields=["state", "external_id", "message", "sent_at", "last_error"])
-    case.save(update_fields=case.brand_replied(now))
+    if outbound.created_by_id is not None:
+        case.save(update_fields=case.brand_replied(now))
+    # else a playbook's automatic acknowledgement: no person has answered yet, so the case stays in
+    # the queue and its first-response clock keeps running.
     SocialAccount.objects.filter(pk=outbound.account_id).update(healthy=True, last_success_at=now)
 
 

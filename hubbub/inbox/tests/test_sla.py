@@ -160,6 +160,19 @@ def test_resolving_pauses_and_reopening_moves_the_resolution_clock(account, agen
     assert "case.reopened" in AuditEvent.objects.values_list("action", flat=True)
 
 
+def test_the_case_page_reopens_a_resolved_case_and_strangers_cannot(client, org, account, agent):
+    case = opened_case(account, at=timezone.now() - dt.timedelta(minutes=30))
+    client.force_login(agent)
+    client.post(reverse("inbox:resolve", args=[case.pk]))
+    assert b"Reopen" in client.get(reverse("inbox:case", args=[case.pk])).content
+    client.force_login(make_member(org, "otto", Role.AGENT, ["sales"]))
+    assert client.post(reverse("inbox:reopen", args=[case.pk])).status_code == 404
+    client.force_login(agent)
+    client.post(reverse("inbox:reopen", args=[case.pk]))
+    case.refresh_from_db()
+    assert case.status == CaseStatus.OPEN and case.sla_paused_at is None
+
+
 # --- warnings and escalation ---------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -19,6 +20,7 @@ from hubbub.inbox.models import Case, Direction, Escalation, EscalationKind
 from hubbub.inbox.tests.test_views import SCRIPT, make_member, make_org
 from hubbub.playbook.actions import do_publish_playbook
 from hubbub.playbook.models import HandOff
+from hubbub.publishing import actions as publishing
 from hubbub.publishing.models import OutboundMessage, OutboxState
 
 INTAKE = """
@@ -134,7 +136,15 @@ def test_the_notified_department_reads_the_case_and_acknowledges_receipt(client,
     listing = client.get(reverse("playbook:handoffs"))
     assert listing.status_code == 200 and b"my lawyer will hear" in listing.content
     assert SCRIPT.encode() not in listing.content
-    assert client.get(reverse("inbox:case", args=[handoff.case_id])).status_code == 200
+    page = client.get(reverse("inbox:case", args=[handoff.case_id]))
+    assert page.status_code == 200 and b"for information" in page.content
+    # They read and add notes; the department that works the case does the rest.
+    assert b"Send reply" not in page.content and b"Take this case" not in page.content
+    client.post(reverse("inbox:note", args=[handoff.case_id]), {"text": "Legal is aware."})
+    assert handoff.case.notes.get().text == "Legal is aware."
+    for action in ("claim", "resolve", "reply"):
+        response = client.post(reverse(f"inbox:{action}", args=[handoff.case_id]), {"text": "hi"})
+        assert response.status_code == 404, action
     client.post(reverse("playbook:acknowledge_handoff", args=[handoff.pk]))
     handoff.refresh_from_db()
     assert handoff.received_by == lawyer and handoff.received_at is not None
@@ -234,3 +244,17 @@ def test_an_escalate_rule_tells_the_departments_supervisors_once(client, org, ac
     # An agent of another department hears nothing of it.
     client.force_login(make_member(org, "otto", Role.AGENT, ["sales"]))
     assert "journalist writing" not in client.get(reverse("playbook:handoffs")).content.decode()
+
+
+def test_a_sent_acknowledgement_leaves_the_case_waiting_for_a_person(org, account, monkeypatch):
+    post(account, "1", "@acme my lawyer will hear about this")
+    drain()
+    acknowledgement = OutboundMessage.objects.get()
+    acknowledgement.move_to(OutboxState.SENDING)
+    acknowledgement.save()
+    with transaction.atomic():
+        publishing._record_sent(acknowledgement, "ack-1", "https://social.example/@acme/ack-1")
+    case = Case.objects.get()
+    # Sent, and on the thread, but no person has answered: the case stays in the queue on its clock.
+    assert case.messages.filter(direction=Direction.OUTBOUND).count() == 1
+    assert case.first_responded_at is None and case.status == "new"
