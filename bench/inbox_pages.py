@@ -152,6 +152,8 @@ def _fill(count: int):
             "sla_paused_seconds",
             "sla_flag",
             "resolution_due_at",
+            "reply_templates",
+            "reply_privately",
         )
         rows = []
         for n in range(count):
@@ -189,6 +191,8 @@ def _fill(count: int):
                     0,
                     rng.choice(["", "", "", "warning", "breached"]),
                     db_value(opened + dt.timedelta(days=1)),
+                    "[]",
+                    False,
                 )
             )
         insert_rows(Case, case_fields, rows)
