@@ -221,7 +221,8 @@ class AccountStream:
         self.stored += stored
         self.duplicates += 1 - stored
 
-    def checkpoint(self, cursor: Any) -> None:
+    def checkpoint(self, cursor: Any) -> bool:
+        """Save the cursor; False when that failed (the consumer tries again later)."""
         success, self._failed_since_checkpoint = not self._failed_since_checkpoint, False
         try:
             do_save_stream_cursor(self.account_id, self.cursor_key, cursor, success=success)
@@ -229,6 +230,8 @@ class AccountStream:
             # A missed checkpoint only means a longer replay after a restart.
             log.warning("could not save the stream cursor of %s", self.label, exc_info=True)
             connection.close()
+            return False
+        return True
 
     def record_error(self, message: str) -> None:
         self._failed_since_checkpoint = True

@@ -230,6 +230,8 @@ class FilteredStream:
         self.duplicates = 0
         self._checkpoint: Callable[[dict[str, Any]], Any] | None = None
         self._last_checkpoint = 0.0
+        # Posts handled since the last checkpoint that was saved.
+        self._unsaved = False
 
     # -- rules ------------------------------------------------------------------------------
 
@@ -313,7 +315,12 @@ class FilteredStream:
     def _maybe_checkpoint(self) -> None:
         if self._checkpoint and time.monotonic() - self._last_checkpoint >= self.checkpoint_every:
             self._last_checkpoint = time.monotonic()
-            self._checkpoint(self.snapshot())
+            # A checkpoint that returns False was not saved: try again at the next keep-alive.
+            self._unsaved = self._checkpoint(self.snapshot()) is False
+
+    def _mark_unsaved(self) -> None:
+        self._unsaved = True
+        self._maybe_checkpoint()
 
     def snapshot(self) -> dict[str, Any]:
         cursor = dict(self.cursor)
@@ -387,7 +394,10 @@ class FilteredStream:
                     self.backoff.reset()
                     healthy = True
                 if not line or not line.strip():
-                    continue  # keep-alive
+                    # A keep-alive: a quiet stream still saves the cursor of its last posts.
+                    if self._unsaved:
+                        self._maybe_checkpoint()
+                    continue
                 self._handle_line(line, on_post, stop_event)
         except (
             requests.ConnectionError,
@@ -483,7 +493,7 @@ class FilteredStream:
         since = self.cursor.get("since_id")
         if not since or id_key(tweet_id) > id_key(str(since)):
             self.cursor["since_id"] = tweet_id
-        self._maybe_checkpoint()
+        self._mark_unsaved()
 
     def _recover(self, on_post: Callable[[RawPost], Any], stop_event: threading.Event) -> None:
         """Read what the stream may have missed from recent search, one query per rule."""

@@ -588,6 +588,34 @@ def test_checkpoints_are_offered_while_connected(server: FakeX) -> None:
     assert saved[-1]["recent"] == [post["id"]]
 
 
+def test_a_checkpoint_that_could_not_be_saved_is_tried_again_while_the_stream_is_quiet(server: FakeX) -> None:
+    stream = stream_for(server)
+    stream.checkpoint_every = 0.0
+    stream.sync_rules({"outage": "outage"})
+    attempts: list[dict] = []
+
+    def save(cursor: dict) -> bool:
+        attempts.append(cursor)
+        return len(attempts) > 1  # the database refused the first save
+
+    collector = Collector()
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: stream.consume(collector, stop, {}, checkpoint=save), daemon=True)
+    thread.start()
+    assert server.wait_for_stream(1)
+    post = server.add_tweet("outage", username="alice")
+    assert collector.wait_for(1)
+    deadline = time.monotonic() + 5
+    # No other post comes; the keep-alives bring the save round again.
+    while len(attempts) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(attempts) >= 2 and attempts[1]["since_id"] == post["id"]
+    settled = len(attempts)
+    time.sleep(0.3)
+    assert len(attempts) == settled  # saved: no more checkpoints until something changes
+    stop_stream(stop, thread)
+
+
 def test_disconnect_mid_stream_loses_nothing(server: FakeX) -> None:
     stream = stream_for(server)
     stream.sync_rules({"outage": "outage"})
