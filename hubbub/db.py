@@ -66,7 +66,7 @@ def _server_value(value: Any) -> Any:
 
 
 def _sqlite_value(value: Any) -> Any:
-    if type(value) is dt.datetime or isinstance(value, dt.datetime):
+    if isinstance(value, dt.datetime):
         # Django's own format for SQLite: naive UTC as "YYYY-MM-DD HH:MM:SS[.ffffff]".
         if value.tzinfo is not dt.UTC and value.tzinfo is not None:
             value = value.astimezone(dt.UTC)

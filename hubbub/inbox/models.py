@@ -363,6 +363,8 @@ class SlaClock(models.TextChoices):
     FIRST_RESPONSE = "first_response", "First response"
     NEXT_RESPONSE = "next_response", "Next response"
     RESOLUTION = "resolution", "Resolution"
+    # Not a clock: a playbook rule's `escalate`, taken when the case opens.
+    PLAYBOOK_RULE = "rule", "Playbook rule"
 
 
 class EscalationKind(models.TextChoices):

@@ -173,7 +173,7 @@ class _Threader:
         self.new_cases: list[Case] = []
         self.new_messages: list[tuple] = []
         # New cases whose playbook decision reaches beyond the case (hand-offs, acknowledgements).
-        self.follow_ups: list[tuple[Case, Decision, Identity, SocialAccount, dt.datetime, bool]] = []
+        self.follow_ups: list[Opened] = []
         self.changed_cases: dict[int, Case] = {}
         self.changed_identities: dict[int, Identity] = {}
         self.triage_below = triage_threshold()
@@ -341,7 +341,17 @@ class _Threader:
             case.customer_id = identity.customer_id  # reading identity.customer would cost a query
         self.new_cases.append(case)
         if decision.notify or decision.escalate or decision.acknowledge is not None:
-            self.follow_ups.append((case, decision, identity, account, post.created_at, crisis is not None))
+            self.follow_ups.append(
+                Opened(
+                    case=case,
+                    decision=decision,
+                    customer_handle=identity.handle,
+                    channel=account.network,
+                    posted_at=post.created_at,
+                    in_crisis=crisis is not None,
+                    replyable=not account.settings.get("imported"),
+                )
+            )
         return case
 
     def _route(
@@ -445,22 +455,7 @@ class _Threader:
             Case.objects.bulk_update(self.changed_cases.values(), ["status", "last_message_at", *SLA_FIELDS])
         if self.changed_identities:
             Identity.objects.bulk_update(self.changed_identities.values(), ["followers", "updated_at"])
-        do_carry_out(
-            self.organization_id,
-            [
-                Opened(
-                    case=case,
-                    decision=decision,
-                    customer_handle=identity.handle,
-                    channel=account.network,
-                    posted_at=posted_at,
-                    in_crisis=in_crisis,
-                    replyable=not account.settings.get("imported"),
-                )
-                for case, decision, identity, account, posted_at, in_crisis in self.follow_ups
-            ],
-            self.now,
-        )
+        do_carry_out(self.organization_id, self.follow_ups, self.now)
 
 
 def _customer_key(identity: Identity) -> int:

@@ -313,7 +313,9 @@ def do_carry_out(organization_id: int, opened: list[Opened], now: dt.datetime) -
     the batch's rerun writes each exactly once."""
     if not opened:
         return
-    departments = dict(Department.objects.filter(organization_id=organization_id).values_list("slug", "id"))
+    rows = list(Department.objects.filter(organization_id=organization_id).values_list("id", "slug", "name"))
+    departments = {slug: pk for pk, slug, _ in rows}
+    department_names = {pk: name for pk, _, name in rows}
     handoffs = [
         HandOff(
             organization_id=organization_id,
@@ -334,8 +336,7 @@ def do_carry_out(organization_id: int, opened: list[Opened], now: dt.datetime) -
             Escalation(
                 organization_id=organization_id,
                 case_id=case.pk,
-                clock=SlaClock.FIRST_RESPONSE,
-                # The opening time, not a clock's due time: never the same row as an SLA step.
+                clock=SlaClock.PLAYBOOK_RULE,
                 due_at=case.opened_at,
                 position=0,
                 kind=EscalationKind.NOTIFY_SUPERVISOR,
@@ -356,7 +357,6 @@ def do_carry_out(organization_id: int, opened: list[Opened], now: dt.datetime) -
     if not acknowledged:
         return
     organization = Organization.objects.get(pk=organization_id)
-    department_names = dict(Department.objects.filter(organization_id=organization_id).values_list("id", "name"))
     # The customer's opening message: the acknowledgement answers it in thread.
     opening = dict(
         Message.objects.filter(case_id__in=[item.case.pk for item in acknowledged], direction=Direction.INBOUND)

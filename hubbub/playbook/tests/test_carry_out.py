@@ -234,7 +234,7 @@ def test_an_escalate_rule_tells_the_departments_supervisors_once(client, org, ac
     case = Case.objects.get()
     step = Escalation.objects.get(case=case)
     assert step.kind == EscalationKind.NOTIFY_SUPERVISOR and step.department_id == case.department_id
-    assert step.detail["rule"].startswith("Journalists")
+    assert step.clock == "rule" and step.detail["rule"].startswith("Journalists")
     supervisor = make_member(org, "sam", Role.SUPERVISOR, ["customer-service"])
     client.force_login(supervisor)
     listing = client.get(reverse("playbook:handoffs")).content.decode()
