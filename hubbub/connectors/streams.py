@@ -220,6 +220,8 @@ class AccountStream:
             raise
         self.stored += stored
         self.duplicates += 1 - stored
+        # A post stored after an error: the stream works again, and the next checkpoint says so.
+        self._failed_since_checkpoint = False
 
     def checkpoint(self, cursor: Any) -> bool:
         """Save the cursor; False when that failed (the consumer tries again later)."""
