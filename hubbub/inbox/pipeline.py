@@ -138,7 +138,7 @@ def process_events(events: list[Event]) -> None:
 
     if kept:
         # Only the kept events: the filtered ones already carry their FILTERED state and reason.
-        InboundEvent.objects.filter(pk__in=[e.pk for e, _ in kept]).update(
+        InboundEvent.objects.filter(pk__among=[e.pk for e, _ in kept]).update(
             state=EventState.DONE, processed_at=now, error="", attempts=F("attempts") + 1
         )
 
@@ -195,7 +195,7 @@ class _Threader:
         wanted = {p.external_id for _, p in items} | {
             p.in_reply_to_external_id for _, p in items if p.in_reply_to_external_id
         }
-        found = Message.objects.filter(account_id__in=account_ids, external_id__in=wanted).values_list(
+        found = Message.objects.filter(account_id__in=account_ids, external_id__among=wanted).values_list(
             "account_id", "external_id", "case_id"
         )
         case_ids = {case_id for _, _, case_id in found}

@@ -65,3 +65,22 @@ def test_values_are_prepared_as_the_driver_takes_them():
     # SQLite stores UTC text in Django's format; PostgreSQL's driver takes the aware datetime itself.
     expected = "2026-01-01 12:00:00" if connection.vendor == "sqlite" else moment
     assert db_value(moment) == expected
+    # UTC datetimes (what timezone.now() gives) take a shorter path: the same text Django writes.
+    for utc in (dt.datetime(2026, 3, 29, 1, 0, tzinfo=dt.UTC), dt.datetime(2026, 3, 29, 1, 0, 0, 5, tzinfo=dt.UTC)):
+        assert db_value(utc) == connection.ops.adapt_datetimefield_value(utc)
+
+
+def test_among_finds_the_same_rows_as_in_for_hostile_and_many_values(organization):
+    names = ["plain", "O'Brien", 'say "hi"', "]}[{", "Zoë 🙂", "1); DROP TABLE inbox_customer; --", "\\", ""]
+    when = dt.datetime(2026, 3, 29, tzinfo=dt.UTC)
+    rows = [unsaved(Customer, organization_id=organization.pk, display_name=name, created_at=when) for name in names]
+    insert_objects(rows)
+    for wanted in (names, names[1:4], ["nobody"], []):
+        among = set(Customer.objects.filter(display_name__among=wanted).values_list("display_name", flat=True))
+        assert among == set(Customer.objects.filter(display_name__in=wanted).values_list("display_name", flat=True))
+        assert among == set(wanted) & set(names)
+    # Integers, many more than SQLite's limit of parameters in one statement, in one parameter.
+    ids = [row.pk for row in rows]
+    assert set(Customer.objects.filter(pk__among=[*range(-40_000, 0), *ids]).values_list("pk", flat=True)) == set(ids)
+    assert Customer.objects.filter(pk__among=ids[:2]).update(display_name="merged") == 2
+    assert Customer.objects.filter(display_name="merged").count() == 2
