@@ -103,7 +103,7 @@ def _handle_regex(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(fnmatch.translate(p.casefold()) for p in patterns)) if patterns else None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen, for speed, like Post: one per post, never changed
 class Item:
     """What the rules read of one post. `key` identifies it to the caller (an event id)."""
 

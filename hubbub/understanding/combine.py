@@ -20,7 +20,7 @@ INTENT_PRECEDENCE = ("legal_threat", "complaint", "sales_lead", "question", "pra
 _COMPLAINT_INTENTS = frozenset(("complaint", "legal_threat"))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen, for speed, like Post: one per post, never changed
 class Understanding:
     intent: str
     intent_confidence: float
