@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -110,6 +111,11 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
             },
+            # Tests use a file too, as production does: a thread (a stream consumer, the worker)
+            # then waits for the write lock (busy_timeout). Django's default in-memory test database
+            # shares one cache between threads, where a second writer fails at once with "database
+            # table is locked".
+            "TEST": {"NAME": str(Path(tempfile.gettempdir()) / f"hubbub-test-{os.getpid()}.sqlite3")},
         }
     }
 
