@@ -78,7 +78,10 @@ def do_set_priority(case: Case, user, priority: int) -> None:
     before = case.priority
     case.priority = priority
     case.priority_overridden = True
-    case.save(update_fields=["priority", "priority_overridden"])
+    # The clocks follow: a case raised to urgent must be answered within urgent's targets.
+    _version, playbook = active_playbook(case.organization_id)
+    retargeted = case.retarget_sla(playbook)
+    case.save(update_fields=["priority", "priority_overridden", *retargeted])
     do_audit(case.organization, user, "case.priority_set", case, before=before, after=priority)
 
 

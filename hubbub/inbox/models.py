@@ -265,6 +265,32 @@ class Case(models.Model):
             "sla_alert_at",
         ]
 
+    def retarget_sla(self, playbook) -> list[str]:
+        """A new priority takes its SLA policy's targets: the resolution clock, and the first-response
+        clock while unanswered, are worked out again from the opening, later by the business time the
+        case has spent paused. A clock whose priority has no target in the policy keeps its due time,
+        as does a running next-response clock (its start is not kept)."""
+        policy = _policy(playbook)
+        paused = dt.timedelta(seconds=self.sla_paused_seconds)
+        fields = []
+        for clock in ("first_response", "resolution"):
+            if clock == "first_response" and self.first_responded_at is not None:
+                continue
+            target = policy.target(self.priority, self.sla_channel, clock)
+            if target is None:
+                continue
+            due = sla.due_at(self.opened_at, target + paused, policy.calendar)
+            warn = sla.due_at(self.opened_at, target * policy.warn_at + paused, policy.calendar)
+            setattr(self, f"{clock}_due_at", due)
+            setattr(self, f"{clock}_warn_at", min(warn, due))
+            fields += [f"{clock}_due_at", f"{clock}_warn_at"]
+        if fields:
+            self.sla_alert_at = self._earliest_look()
+            # A new clock starts unflagged; the housekeeping flags it again if it is already late.
+            self.sla_flag = SlaFlag.NONE
+            fields += ["sla_alert_at", "sla_flag"]
+        return fields
+
     def brand_replied(self, at: dt.datetime) -> list[str]:
         """The brand answered: the first-response clock (if running) and the next-response clock stop,
         and a working case now waits on the customer, which pauses the other clocks."""

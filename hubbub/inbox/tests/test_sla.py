@@ -13,7 +13,7 @@ from hubbub.accounts.models import Availability, Membership, Role
 from hubbub.connectors.models import Network, SocialAccount
 from hubbub.governance.models import AuditEvent
 from hubbub.inbox import escalation
-from hubbub.inbox.actions import do_reopen, do_resolve
+from hubbub.inbox.actions import do_reopen, do_resolve, do_set_priority
 from hubbub.inbox.escalation import case_clocks, do_escalate_due, notifications_for
 from hubbub.inbox.models import Case, CaseStatus, Direction, Escalation, EscalationKind, Message, Priority
 from hubbub.inbox.tests.test_views import HOSTILE, IMG, SCRIPT, make_account, make_case, make_member, make_org
@@ -158,6 +158,42 @@ def test_resolving_pauses_and_reopening_moves_the_resolution_clock(account, agen
     assert case.status == CaseStatus.OPEN and case.sla_paused_at is None
     assert dt.timedelta(minutes=19) < case.resolution_due_at - due <= dt.timedelta(minutes=21)
     assert "case.reopened" in AuditEvent.objects.values_list("action", flat=True)
+
+
+def test_a_priority_override_retargets_the_clocks_from_the_opening(account, supervisor):
+    case = opened_case(account)
+    do_set_priority(case, supervisor, Priority.URGENT)
+    case.refresh_from_db()
+    # Urgent's targets, counted from the opening: 15 minutes to answer, warned at 80 %.
+    assert case.first_response_due_at == T0 + dt.timedelta(minutes=15)
+    assert case.first_response_warn_at == T0 + dt.timedelta(minutes=12)
+    assert case.resolution_due_at == T0 + dt.timedelta(minutes=240)
+    assert case.sla_alert_at == case.first_response_warn_at
+    # Lowered again, the clocks loosen: low has no targets of its own and takes normal's, the
+    # nearest more urgent; the business time spent paused still counts in the customer's favour.
+    Case.objects.filter(pk=case.pk).update(sla_paused_seconds=600)
+    case.refresh_from_db()
+    do_set_priority(case, supervisor, Priority.LOW)
+    case.refresh_from_db()
+    assert case.first_response_due_at == T0 + dt.timedelta(minutes=110)
+    assert case.resolution_due_at == T0 + dt.timedelta(minutes=1010)
+
+
+def test_a_priority_override_leaves_a_met_first_response_alone(account, supervisor):
+    case = brand_replies(opened_case(account), T0 + dt.timedelta(minutes=5))
+    do_set_priority(case, supervisor, Priority.URGENT)
+    case.refresh_from_db()
+    assert case.first_response_due_at == T0 + dt.timedelta(minutes=100)
+    assert case.resolution_due_at == T0 + dt.timedelta(minutes=240)
+
+
+def test_without_sla_targets_a_priority_override_keeps_the_due_times(org, account, supervisor):
+    do_publish_playbook(org, "default: {department: customer-service, priority: normal, first_response_minutes: 60}")
+    case = opened_case(account)
+    assert case.first_response_due_at == T0 + dt.timedelta(minutes=60)
+    do_set_priority(case, supervisor, Priority.URGENT)
+    case.refresh_from_db()
+    assert case.priority == Priority.URGENT and case.first_response_due_at == T0 + dt.timedelta(minutes=60)
 
 
 def test_the_case_page_reopens_a_resolved_case_and_strangers_cannot(client, org, account, agent):
