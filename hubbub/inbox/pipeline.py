@@ -25,7 +25,7 @@ from hubbub.connectors.models import EventState, InboundEvent, SocialAccount
 from hubbub.connectors.noise import sift
 from hubbub.connectors.registry import connector_for
 from hubbub.crisis.actions import crisis_decider
-from hubbub.db import adapter, insert_objects, insert_rows, unsaved
+from hubbub.db import column_adapter, insert_objects, insert_rows, unsaved
 from hubbub.inbox.models import (
     OPEN_STATUSES,
     SLA_FIELDS,
@@ -411,7 +411,8 @@ class _Threader:
             self.changed_cases[case.pk] = case
 
     def _save(self) -> None:
-        db_value = adapter()
+        to_json = column_adapter(Message._meta.get_field("classification"))
+        to_time = column_adapter(Message._meta.get_field("created_at"))
         insert_objects(self.new_customers)
         insert_objects(self.new_identities)
         insert_objects(self.new_cases)
@@ -430,8 +431,8 @@ class _Threader:
                     text,
                     html,
                     url,
-                    db_value(classification),
-                    db_value(created_at),
+                    to_json(classification),
+                    to_time(created_at),
                     event_id,
                 )
                 for (

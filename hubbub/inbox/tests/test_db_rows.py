@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 
 from hubbub.accounts.actions import do_create_organization
+from hubbub.connectors.models import SocialAccount
 from hubbub.db import db_value, insert_objects, unsaved
 from hubbub.inbox.models import Case, CaseStatus, Customer, Identity
 
@@ -47,6 +48,35 @@ def test_rows_inserted_in_one_batch_get_their_ids_and_read_back_equal(organizati
     stored = Identity.objects.select_related("customer").get(pk=identity.pk)
     assert stored.customer.display_name == "Zoë <script>"
     assert stored.updated_at == when
+
+
+def test_json_and_datetime_columns_of_a_case_read_back_as_the_orm_wrote_them(organization):
+    account = SocialAccount.objects.create(organization=organization, network="mastodon", handle="brand")
+    customer = unsaved(Customer, organization_id=organization.pk, display_name="c")
+    insert_objects([customer])
+    paris = dt.timezone(dt.timedelta(hours=1))
+    values = dict(
+        organization_id=organization.pk,
+        department_id=organization.departments.first().pk,
+        account_id=account.pk,
+        customer_id=customer.pk,
+        status=CaseStatus.NEW,
+        priority=3,
+        labels={"complaint": 0.91, 'ünïcode "quoted"': 0.5},
+        tags=[],
+        private_data=["email"],
+        reply_templates=[{"name": "apology", "text": "Sorry </script>"}],
+        opened_at=dt.datetime(2026, 3, 29, 1, 0, 0, 5, tzinfo=dt.UTC),
+        last_message_at=dt.datetime(2026, 3, 29, 3, 0, tzinfo=paris),
+        first_response_due_at=None,
+    )
+    built = unsaved(Case, **values)
+    insert_objects([built])
+    by_orm = Case.objects.create(**values)
+    stored, reference = Case.objects.get(pk=built.pk), Case.objects.get(pk=by_orm.pk)
+    for name in ("labels", "tags", "private_data", "reply_templates", "opened_at", "last_message_at"):
+        assert getattr(stored, name) == getattr(reference, name) == values[name], name
+    assert stored.first_response_due_at is None
 
 
 def test_an_insert_that_refers_to_an_unsaved_row_is_refused(organization):
