@@ -93,15 +93,20 @@ WITH {_AGENT}, free AS (
     ) < capacity
 ), sticky AS (
     -- The agent's own customers: those whose latest agent reply, within the window, was theirs
-    -- (the organization's customers, so their cases are its cases).
-    SELECT c.id, c.priority, c.first_response_due_at, 0 AS rank FROM free a CROSS JOIN LATERAL (
-        SELECT cu.id FROM inbox_customer cu
-        WHERE cu.last_agent_id = a.user_id AND cu.last_answered_at >= a.since AND cu.organization_id = a.organization_id
-        ORDER BY cu.last_answered_at DESC LIMIT {{customers}}
-    ) mine JOIN inbox_case c ON c.customer_id = mine.id
-    WHERE c.department_id = ANY(a.departments) AND {_WORKABLE} {_SKILLS}
-    ORDER BY c.priority, c.first_response_due_at, c.id
-    LIMIT 1 FOR UPDATE OF c SKIP LOCKED
+    -- (the organization's customers, so their cases are its cases). The agent joins from outside
+    -- the locking query, which would otherwise copy the agent's row into every candidate row (for
+    -- a recheck of the lock).
+    SELECT s.* FROM free a CROSS JOIN LATERAL (
+        SELECT c.id, c.priority, c.first_response_due_at, 0 AS rank FROM inbox_case c
+        WHERE c.customer_id IN (
+            SELECT cu.id FROM inbox_customer cu
+            WHERE cu.last_agent_id = a.user_id AND cu.last_answered_at >= a.since
+              AND cu.organization_id = a.organization_id
+            ORDER BY cu.last_answered_at DESC LIMIT {{customers}}
+        ) AND c.department_id = ANY(a.departments) AND {_WORKABLE} {_SKILLS}
+        ORDER BY c.priority, c.first_response_due_at, c.id
+        LIMIT 1 FOR UPDATE OF c SKIP LOCKED
+    ) s
 ), heads AS (
     -- Only without a sticky case (so no queue head is locked for nothing): each department's queue
     -- in index order; cases a while held for another online agent's customer are passed over.

@@ -7,10 +7,11 @@ import importlib
 import pytest
 from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
 
-from hubbub.inbox.models import WORKING_STATUSES
+from hubbub.inbox.models import OPEN_STATUSES, WORKING_STATUSES
 from hubbub.routing import actions, postgres
 
 index = importlib.import_module("hubbub.routing.migrations.0002_case_routing_queue")
+load_index = importlib.import_module("hubbub.routing.migrations.0004_case_open_load")
 
 
 def test_the_statement_stays_short_enough_for_psycopgs_parse_cache():
@@ -33,3 +34,9 @@ def test_the_routing_queue_index_holds_exactly_the_working_statuses():
     # index's condition.
     expected = f"status IN {postgres._statuses(WORKING_STATUSES)} AND assignee_id IS NULL"
     assert expected == index.CONDITION
+
+
+def test_the_load_index_holds_exactly_the_open_statuses():
+    # The capacity check's count reads case_open_load only if its status list implies the index's
+    # condition (the assignee it counts is never NULL).
+    assert f"status IN {postgres._statuses(OPEN_STATUSES)} AND assignee_id IS NOT NULL" == load_index.CONDITION
