@@ -3,26 +3,33 @@
 Many agents ask at once, so the hand-out is kept to what the database must do plus a few
 microseconds of Python (bench/next_case.py: 50 agents on 2 cores wait on each other's CPU). Both
 statements go out together in a psycopg pipeline; outside a transaction the pipeline is one
-implicit transaction, committed by its Sync, so a call is one round trip with no BEGIN or COMMIT.
+implicit transaction, committed by its Sync, so a call is one round trip with no BEGIN or COMMIT
+(inside the caller's transaction it is just two more statements of it).
 
 1. LOCK_AGENT locks the agent's membership row: one request per agent at a time, so two clicks
-   cannot both pass the capacity check. It also sets, for the transaction only, JIT off (the
-   planner's cost estimate for a million-case queue crosses the JIT threshold, and compiling the
-   plan takes far longer than running it) and generic plans for prepared statements (planning
-   HAND_OUT cost as much as running it; the statuses are literals so that the generic plan still
-   reads the partial index case_routing_queue).
+   cannot both pass the capacity check (and push skips an agent being handed a case). It also
+   sets, for the transaction only, JIT off (the planner's cost estimate for a million-case queue
+   crosses the JIT threshold, and compiling the plan takes far longer than running it) and
+   generic plans for prepared statements (planning HAND_OUT cost as much as running it; the
+   statuses are literals so that the generic plan still reads the partial indexes).
 2. HAND_OUT is a statement of its own so that, under READ COMMITTED, its snapshot is taken once
    that lock is held and sees the cases the agent's previous request handed out (one statement
    takes its snapshot before it waits for a lock). It reads the agent (availability, capacity,
-   departments, skills as SQL conditions, so one statement text serves every agent), counts their
-   open cases, picks (their own customers first, from Customer.last_agent; else the heads of their
-   departments' queues, read in index order with FOR UPDATE SKIP LOCKED, so agents asking at once
-   lock different cases instead of waiting), claims the case with a conditional UPDATE, closes a
-   spell the inbox ended but requeue has not, and writes the routing Assignment and the audit event.
+   departments, and the skills as SQL conditions, so that one statement text serves every agent),
+   counts their open cases (case_open_load holds only those), and picks: their own customers first
+   (Customer.last_agent, the agent's most recently answered customers), else, and only then, the
+   heads of their departments' queues (case_routing_queue), each read in index order with FOR
+   UPDATE SKIP LOCKED so that agents asking at once lock different cases instead of waiting;
+   cases held a while for another online agent's customer are passed over. It claims the case
+   with a conditional UPDATE, closes a spell the inbox ended but requeue has not, and writes the
+   routing Assignment and the audit event.
 
 Both are prepared on the connection (psycopg's prepare=True on a server-binding cursor: Django's
-own cursors bind client-side and never prepare), so PostgreSQL plans each once per connection.
-The portable ORM version in actions.py makes the same choice; the tests run against both.
+own cursors bind client-side and never prepare), so PostgreSQL plans each once per connection;
+a rollback on the connection makes psycopg deallocate them, which is why a refusal commits
+(nothing was written) instead of rolling back. STILL_WAITING, a third, runs only when every case
+the agent could take was locked by others. The portable ORM version in actions.py makes the same
+choices; the tests run against both.
 """
 
 from __future__ import annotations
@@ -253,7 +260,7 @@ def hand_out(
     if raw.prepare_threshold is None:
         # Django turns psycopg's prepared statements off (for connection poolers that predate
         # protocol-level prepares). A threshold no statement reaches prepares only those asked
-        # for with prepare=True, that is these two.
+        # for with prepare=True, that is ours.
         raw.prepare_threshold = _NEVER
     sql, still_waiting, defaulted = _statements(sticky_window, sticky_hold, sticky_customers)
     # Int8: psycopg sends a small int as int2 and a larger one as int4, and each type would be a
