@@ -217,6 +217,19 @@ def _fill(count: int, agents: int) -> None:
             """,  # noqa: S608
             [users, len(users), *values],
         )
+        # A raw INSERT skips Message.save, which keeps each customer's last agent: set it here.
+        cursor.execute(
+            """
+            UPDATE inbox_customer cu SET last_agent_id = latest.author_user_id, last_answered_at = latest.created_at
+            FROM (
+                SELECT DISTINCT ON (c.customer_id) c.customer_id, m.author_user_id, m.created_at
+                FROM inbox_message m JOIN inbox_case c ON c.id = m.case_id
+                WHERE m.direction = 'out' AND m.author_user_id IS NOT NULL
+                ORDER BY c.customer_id, m.created_at DESC, m.id DESC
+            ) AS latest
+            WHERE cu.id = latest.customer_id
+            """
+        )
         cursor.execute("ANALYZE")
     assert Membership.objects.filter(availability=Availability.ONLINE).count() == agents
     assert Case.objects.count() == count

@@ -2,7 +2,7 @@ import dataclasses
 import datetime as dt
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -18,6 +18,23 @@ class Customer(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="customers")
     display_name = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Whose reply to the customer is the latest, and when: routing gives the customer's new cases to
+    # that agent and holds them a while for them. Kept by Message.save, so that "next case" reads one
+    # row per customer instead of searching the customer's messages. Indexed by customer_last_agent.
+    last_agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    last_answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # An agent's customers, most recently answered first ("next case" stickiness).
+            models.Index(
+                fields=["last_agent", "-last_answered_at"],
+                condition=Q(last_agent__isnull=False),
+                name="customer_last_agent",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.display_name or f"customer {self.pk}"
@@ -476,7 +493,8 @@ class Message(models.Model):
         ]
         indexes = [
             models.Index(fields=["case", "created_at"], name="message_case_time"),
-            # "Next case" prefers the customers an agent answered lately: their replies, newest first.
+            # An agent's replies, newest first: deleting a user clears their authorship through it.
+            # (Routing's stickiness read it until Customer.last_agent kept the answer.)
             models.Index(
                 fields=["author_user", "-created_at"], condition=Q(author_user__isnull=False), name="message_agent_time"
             ),
@@ -485,6 +503,18 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.direction} {self.external_id or self.pk}"
+
+    def save(self, *args, **kwargs) -> None:
+        adding = self._state.adding
+        with transaction.atomic(savepoint=False):
+            super().save(*args, **kwargs)
+            if adding and self.direction == Direction.OUTBOUND and self.author_user_id is not None:
+                # The customer's last agent is whoever wrote the latest agent reply: one recorded
+                # late, older than the reply on record, changes nothing. (bulk_create and raw
+                # inserts skip this and must keep Customer.last_agent themselves.)
+                Customer.objects.filter(cases=self.case_id).filter(
+                    Q(last_answered_at__isnull=True) | Q(last_answered_at__lte=self.created_at)
+                ).update(last_agent_id=self.author_user_id, last_answered_at=self.created_at)
 
 
 class Note(models.Model):

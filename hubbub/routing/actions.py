@@ -22,15 +22,16 @@ from django.utils import timezone
 
 from hubbub.accounts.models import Availability, Department, Membership, Organization
 from hubbub.governance.actions import do_audit
-from hubbub.inbox.models import OPEN_STATUSES, WORKING_STATUSES, Case, CaseStatus, Direction, Message, Note
+from hubbub.inbox.models import OPEN_STATUSES, WORKING_STATUSES, Case, CaseStatus, Customer, Message, Note
 from hubbub.routing import postgres
 from hubbub.routing.models import Assignment, DepartmentRouting, ReleaseReason, RoutingMode
 from hubbub.routing.rotation import Agent, Waiting
 from hubbub.routing.rotation import plan as rotation_plan
 
-# A customer answered by an agent within this window is that agent's customer ("sticky").
+# A customer whose latest agent reply (Customer.last_agent) is this recent is that agent's
+# customer ("sticky").
 STICKY_WINDOW = timedelta(days=7)
-# Stickiness looks at the customers of the agent's latest replies only, so that an agent with a
+# Stickiness looks at the agent's most recently answered customers only, so that an agent with a
 # busy week does not make every "next case" walk hundreds of customers.
 STICKY_CUSTOMERS = 100
 # How long a sticky customer's new case waits for their agent before anyone may take it.
@@ -69,21 +70,6 @@ def _skills(membership: Membership) -> Q:
     return condition
 
 
-def _last_answered_by() -> Subquery:
-    """The agent who last replied to the case's customer, within the sticky window."""
-    return Subquery(
-        Message.objects.filter(
-            case__customer_id=OuterRef("customer_id"),
-            case__organization_id=OuterRef("organization_id"),
-            direction=Direction.OUTBOUND,
-            author_user__isnull=False,
-            created_at__gte=timezone.now() - STICKY_WINDOW,
-        )
-        .order_by("-created_at", "-id")
-        .values("author_user_id")[:1]
-    )
-
-
 def _queue(membership: Membership, departments: list[int] | int) -> QuerySet[Case]:
     in_departments = Q(department_id__in=departments) if isinstance(departments, list) else Q(department_id=departments)
     return (
@@ -116,7 +102,6 @@ def _queue_key(case: Case) -> tuple:
     return (case.priority, due is None, due or datetime.min.replace(tzinfo=UTC), case.id)
 
 
-@transaction.atomic
 def do_next_case(membership: Membership) -> NextCase:
     """Give the agent the most urgent unassigned working case they may work.
 
@@ -126,6 +111,11 @@ def do_next_case(membership: Membership) -> NextCase:
     now = timezone.now()
     if connection.vendor == "postgresql":
         return _next_case_postgresql(membership.pk, now)
+    return _next_case_portable(membership, now)
+
+
+@transaction.atomic
+def _next_case_portable(membership: Membership, now: datetime) -> NextCase:
     # One request per agent at a time, so two clicks cannot both pass the capacity check.
     # of=self: locking the organization row too would make every agent queue behind one another.
     membership = (
@@ -156,10 +146,11 @@ _REFUSALS = {
 
 
 def _next_case_postgresql(membership_id: int, now: datetime) -> NextCase:
-    """The same hand-out in two prepared statements (see hubbub.routing.postgres): with 50 agents
-    asking at once on two cores, the Python and round trips per call are what everyone waits on."""
+    """The same hand-out in one round trip of two prepared statements (see hubbub.routing.postgres):
+    with 50 agents asking at once on two cores, the Python and round trips per call are what
+    everyone waits on. Its own transaction unless the caller has one."""
     try:
-        case_id, organization_id, user_id, route, spell_written = postgres.hand_out(
+        case_id, route = postgres.hand_out(
             membership_id,
             now,
             sticky_window=STICKY_WINDOW,
@@ -168,8 +159,6 @@ def _next_case_postgresql(membership_id: int, now: datetime) -> NextCase:
         )
     except postgres.Refusal as refusal:
         raise RoutingError(_REFUSALS[refusal.reason].format(capacity=refusal.capacity)) from None
-    if not spell_written:
-        _record_spell(organization_id, case_id, user_id, route, now)
     return NextCase(case_id=case_id, route=route)
 
 
@@ -186,33 +175,29 @@ def _record_spell(organization_id: int, case_id: int, user_id: int, route: str, 
 def _pick_portable(membership: Membership, department_ids: list[int], now: datetime) -> tuple[int, str] | None:
     """The ORM version, for SQLite: there the IMMEDIATE transaction holds the database's write
     lock, so nobody else can hand out a case between our read and our UPDATE."""
-    mine = _queue(membership, department_ids).annotate(last_agent=_last_answered_by())
+    mine = Customer.objects.filter(
+        organization_id=membership.organization_id,
+        last_agent_id=membership.user_id,
+        last_answered_at__gte=now - STICKY_WINDOW,
+    ).order_by("-last_answered_at")
     sticky = _lock_candidates(
-        mine.filter(
-            customer_id__in=Message.objects.filter(
-                case__organization_id=membership.organization_id,
-                author_user_id=membership.user_id,
-                direction=Direction.OUTBOUND,
-                created_at__gte=now - STICKY_WINDOW,
-            ).values("case__customer_id"),
-            last_agent=membership.user_id,
-        )
+        _queue(membership, department_ids).filter(customer_id__in=mine.values("pk")[:STICKY_CUSTOMERS])
     )
     if sticky and _take(sticky[0].pk, membership.user_id):
         return sticky[0].pk, "sticky"
     others_online = Membership.objects.filter(
         organization_id=membership.organization_id, availability=Availability.ONLINE
     ).exclude(pk=membership.pk)
-    held_for_another = Q(last_message_at__gt=now - STICKY_HOLD) & Q(last_agent__in=others_online.values("user_id"))
+    held_for_another = Q(
+        last_message_at__gt=now - STICKY_HOLD,
+        customer__last_answered_at__gte=now - STICKY_WINDOW,
+        customer__last_agent_id__in=others_online.values("user_id"),
+    )
     # Each department's queue is read in its own index order (case_queue), then the heads are
     # compared: one ORDER BY across several departments would sort all their cases instead.
     heads = []
     for department_id in department_ids:
-        queue = (
-            _queue(membership, department_id)
-            .annotate(last_agent=_last_answered_by())
-            .exclude(held_for_another & Q(last_agent__isnull=False))
-        )
+        queue = _queue(membership, department_id).exclude(held_for_another & Q(customer__last_agent__isnull=False))
         heads += _lock_candidates(queue)
     for head in sorted(heads, key=_queue_key):
         if _take(head.pk, membership.user_id):
@@ -412,12 +397,24 @@ def _push_waiting(organization_id: int, department_id: int, limit: int, now: dat
         )
         .order_by("priority", F("first_response_due_at").asc(nulls_last=True), "id")
         .select_for_update(skip_locked=True, of=("self",))
-        .annotate(last_agent=_last_answered_by(), network=F("account__network"))
+        .annotate(
+            network=F("account__network"),
+            last_agent=F("customer__last_agent_id"),
+            last_answered_at=F("customer__last_answered_at"),
+        )
         .values_list(
-            "id", "priority", "first_response_due_at", "language", "intent", "network", "last_agent", "last_message_at"
+            "id",
+            "priority",
+            "first_response_due_at",
+            "language",
+            "intent",
+            "network",
+            "last_agent",
+            "last_answered_at",
+            "last_message_at",
         )[:limit]
     )
-    hold_since = now - STICKY_HOLD
+    sticky_since, hold_since = now - STICKY_WINDOW, now - STICKY_HOLD
     never = datetime.max.replace(tzinfo=UTC)
     return [
         (
@@ -428,9 +425,10 @@ def _push_waiting(organization_id: int, department_id: int, limit: int, now: dat
                 network=network,
                 language=language,
                 intent=intent,
-                last_agent=last_agent,
+                # The customer's agent only if they answered within the sticky window.
+                last_agent=last_agent if answered_at is not None and answered_at >= sticky_since else None,
                 recent=last_message_at > hold_since,
             ),
         )
-        for case_id, priority, due, language, intent, network, last_agent, last_message_at in rows
+        for case_id, priority, due, language, intent, network, last_agent, answered_at, last_message_at in rows
     ]

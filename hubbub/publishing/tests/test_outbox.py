@@ -70,6 +70,8 @@ def test_public_reply_is_published_in_thread_once(server, account, agent):
     assert (reply.case_id, reply.direction) == (case.pk, Direction.OUTBOUND)
     case.refresh_from_db()
     assert case.first_responded_at is not None and case.status == CaseStatus.PENDING_CUSTOMER
+    # The customer's agent now, for routing's stickiness.
+    assert (case.customer.last_agent_id, case.customer.last_answered_at) == (agent.pk, reply.created_at)
     assert publish_due() == 0
     assert len(server.posted) == 1
 

@@ -11,6 +11,7 @@ from hubbub.accounts.models import Availability, Role
 from hubbub.connectors.models import Network
 from hubbub.governance.models import AuditEvent
 from hubbub.inbox.models import Case, CaseStatus, Note, Priority
+from hubbub.routing import actions
 from hubbub.routing.actions import RoutingError, do_next_case, do_requeue_idle, do_set_availability
 from hubbub.routing.models import Assignment, ReleaseReason
 from hubbub.routing.tests.helpers import answered_by, make_account, make_agent, make_case, make_org
@@ -111,6 +112,20 @@ def test_a_customer_goes_back_to_the_agent_who_answered_them(org, account):
     returning = make_case(org, account, priority=Priority.LOW, customer=customer_case.customer)
     handed = do_next_case(ada)
     assert (handed.case_id, handed.route) == (returning.pk, "sticky")
+
+
+def test_stickiness_looks_at_the_agents_most_recently_answered_customers_only(org, account, monkeypatch):
+    monkeypatch.setattr(actions, "STICKY_CUSTOMERS", 1)
+    ada = make_agent(org, "ada")
+    earlier = make_case(org, account, status=CaseStatus.RESOLVED)
+    recent = make_case(org, account, status=CaseStatus.RESOLVED)
+    answered_by(earlier, ada.user, minutes_ago=90)
+    answered_by(recent, ada.user, minutes_ago=30)
+    urgent = make_case(org, account, priority=Priority.URGENT, customer=earlier.customer)
+    low = make_case(org, account, priority=Priority.LOW, customer=recent.customer)
+    # With room for one customer only the latest is sticky; the other's case is an ordinary one.
+    handed = [do_next_case(ada) for _ in range(2)]
+    assert [(h.case_id, h.route) for h in handed] == [(low.pk, "sticky"), (urgent.pk, "queue")]
 
 
 def test_a_sticky_case_waits_a_while_for_its_online_agent_then_anyone_may_take_it(org, account):

@@ -7,12 +7,14 @@ write lock runs them one at a time, which the sequential tests already cover.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 
-from hubbub.inbox.models import Case, Priority
+from hubbub.accounts.models import Membership
+from hubbub.inbox.models import Case, CaseStatus, Priority
 from hubbub.routing.actions import RoutingError, do_next_case
 from hubbub.routing.models import Assignment
 from hubbub.routing.tests.helpers import make_account, make_agent, make_case, make_org
@@ -91,6 +93,49 @@ def test_capacity_holds_when_the_cases_outnumber_the_agents():
     assert holders[agent.user_id] == CAPACITY
     assert all(count == CAPACITY for count in holders.values())
     assert len(handed) == CAPACITY * 6
+
+
+def test_a_click_that_waits_for_the_agents_lock_counts_what_the_click_before_took():
+    # The capacity check must read a snapshot taken once the lock is held: one taken before the
+    # wait would still count the agent's cases as they were when the second click arrived.
+    org = make_org()
+    account = make_account(org)
+    taken_first = make_case(org, account, priority=Priority.URGENT)
+    make_case(org, account)
+    agent = make_agent(org, "ada", capacity=1)
+    outcome: list[object] = []
+
+    def second_click():
+        try:
+            outcome.append(do_next_case(agent))
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            connections.close_all()
+
+    waiter = threading.Thread(target=second_click)
+    with transaction.atomic():
+        # The first click, holding the agent's lock while it hands out a case.
+        Membership.objects.select_for_update().get(pk=agent.pk)
+        waiter.start()
+        _wait_until_a_request_waits_for_a_lock()
+        Case.objects.filter(pk=taken_first.pk).update(assignee=agent.user, status=CaseStatus.OPEN)
+    waiter.join(timeout=60)
+
+    assert len(outcome) == 1 and isinstance(outcome[0], RoutingError), outcome
+    assert "capacity" in str(outcome[0])
+    assert list(Case.objects.filter(assignee=agent.user).values_list("pk", flat=True)) == [taken_first.pk]
+
+
+def _wait_until_a_request_waits_for_a_lock() -> None:
+    deadline = time.monotonic() + 60
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the second request never waited for the agent's lock")
 
 
 def test_push_rounds_and_next_case_at_once_never_hand_a_case_twice():
