@@ -24,6 +24,9 @@ from hubbub.accounts.models import Availability, Membership, Organization, Role
 from hubbub.connectors.actions import do_store_events
 from hubbub.connectors.base import RawPost
 from hubbub.connectors.models import Network, SocialAccount
+from hubbub.inbox.actions import do_import_tiers
+from hubbub.inbox.models import Tier
+from hubbub.lib.tierlist import TierRow
 from hubbub.playbook.actions import do_publish_default_playbook
 
 DEMO_PASSWORD = "hubbub-demo"  # noqa: S105 - printed by `make run` for the demo logins
@@ -188,6 +191,10 @@ CUSTOMERS = [
     ("noah", "Noah Fischer", 205),
 ]
 
+# Each brand's VIP list, loaded before any post: the starter playbook's VIP rule and the priority
+# score pick these customers out from their first post.
+VIPS = ["yuki.t"]
+
 # Replies the brand already sent: public, and private (when account details are involved).
 BRAND_REPLIES = {
     False: [
@@ -230,6 +237,8 @@ def load_demo(seed: int = 7) -> list[Organization]:
         if org is None:
             org = do_create_organization(brand.name, brand.slug)
             do_publish_default_playbook(org)
+            vips = [TierRow(line, Network.MASTODON, handle, Tier.VIP) for line, handle in enumerate(VIPS, 1)]
+            do_import_tiers(org, vips, source="demo")
         for name, role, departments in DEMO_USERS:
             membership = do_add_member(org, users[name], role, departments)
             # The demo team is at work: "Next case" hands out cases at once.

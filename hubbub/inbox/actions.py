@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.utils import timezone
 
-from hubbub.accounts.models import Department, Membership
+from hubbub.accounts.models import Department, Membership, Organization
 from hubbub.connectors.models import EventState, InboundEvent
 from hubbub.governance.actions import do_audit
-from hubbub.inbox.models import Case, CaseStatus, Direction, Message, Note, Priority, Visibility
+from hubbub.inbox.models import (
+    OPEN_STATUSES,
+    Case,
+    CaseStatus,
+    Customer,
+    Direction,
+    Identity,
+    Message,
+    Note,
+    Priority,
+    Tier,
+    Visibility,
+)
 from hubbub.inbox.pipeline import route
 from hubbub.lib.classify import LABELS
-from hubbub.lib.playbook import PostFacts
+from hubbub.lib.playbook import PostFacts, account_key
+from hubbub.lib.priority import score as priority_score
 from hubbub.lib.sla import Calendar
+from hubbub.lib.tierlist import Rejected, TierRow
 from hubbub.playbook.actions import active_playbook
 from hubbub.understanding.combine import SENTIMENTS, main_intent
 from hubbub.understanding.models import LabelCorrection, Task
@@ -86,6 +102,122 @@ def do_set_priority(case: Case, user, priority: int) -> None:
 
 
 @transaction.atomic
+def do_set_customer_tier(customer: Customer, user, tier: str) -> list[int]:
+    """A supervisor sets a customer's tier (the priority score and playbook rules read it).
+    Returns the ids of the customer's open cases whose priority rose with it."""
+    if tier not in Tier.values:
+        raise CaseActionError(f"{tier[:40]!r} is not a customer tier")
+    # Locked and read again: the audit's `before` is the tier this change replaced.
+    customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    before = customer.tier
+    if tier == before:
+        return []
+    customer.tier = tier
+    customer.save(update_fields=["tier"])
+    raised = _rescore_open_cases({customer.pk: tier})
+    do_audit(customer.organization, user, "customer.tier_set", customer, before=before, after=tier, raised=raised)
+    return raised
+
+
+@dataclass
+class TierImport:
+    """What loading a tier list did."""
+
+    changed: Counter[str] = field(default_factory=Counter)  # tier -> customers now in it
+    created: int = 0  # customers (with their identity) made for handles not seen yet
+    unchanged: int = 0
+    raised: int = 0  # open cases whose priority rose
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+@transaction.atomic
+def do_import_tiers(organization: Organization, rows: list[TierRow], user=None, source: str = "") -> TierImport:
+    """Set the tiers of a VIP list (hubbub.lib.tierlist). A handle not seen yet gets its customer
+    and identity now, so their first post is routed and scored by the tier. A row that would give
+    a customer two tiers (through two of their identities) is rejected; all the rest is written
+    in one transaction, or nothing is."""
+    report = TierImport()
+    if not rows:
+        return report
+    known = {
+        (i.network, i.handle): i
+        for i in Identity.objects.filter(
+            organization=organization,
+            network__among=list({r.network for r in rows}),
+            handle__among=list({r.handle for r in rows}),
+        ).select_related("customer")
+    }
+    wanted: dict[int, tuple[TierRow, Customer]] = {}
+    new: list[TierRow] = []
+    for row in rows:
+        identity = known.get((row.network, row.handle))
+        if identity is None:
+            new.append(row)
+            continue
+        earlier = wanted.get(identity.customer_id)
+        if earlier is not None and earlier[0].tier != row.tier:
+            reason = f"the same customer is {earlier[0].tier} on line {earlier[0].line}"
+            report.rejected.append(Rejected(row.line, reason))
+        elif earlier is None:
+            wanted[identity.customer_id] = (row, identity.customer)
+    changed: dict[int, Customer] = {}
+    for row, customer in wanted.values():
+        if customer.tier == row.tier:
+            report.unchanged += 1
+            continue
+        do_audit(organization, user, "customer.tier_set", customer, before=customer.tier, after=row.tier, source=source)
+        customer.tier = row.tier
+        changed[customer.pk] = customer
+        report.changed[row.tier] += 1
+    Customer.objects.bulk_update(changed.values(), ["tier"], batch_size=1000)
+    # Standard is the default: a new handle listed as standard needs no customer made in advance.
+    report.unchanged += sum(1 for row in new if row.tier == Tier.STANDARD)
+    new = [row for row in new if row.tier != Tier.STANDARD]
+    customers = Customer.objects.bulk_create(
+        [Customer(organization=organization, tier=row.tier) for row in new], batch_size=1000
+    )
+    Identity.objects.bulk_create(
+        [
+            Identity(organization=organization, customer=customer, network=row.network, handle=row.handle)
+            for row, customer in zip(new, customers, strict=True)
+        ],
+        batch_size=1000,
+    )
+    for row, customer in zip(new, customers, strict=True):
+        do_audit(organization, user, "customer.tier_set", customer, before=None, after=row.tier, source=source)
+        report.changed[row.tier] += 1
+    report.created = len(new)
+    report.raised = len(_rescore_open_cases({pk: c.tier for pk, c in changed.items()}))
+    do_audit(
+        organization,
+        user,
+        "customer.tiers_imported",
+        None,
+        source=source,
+        rows=len(rows),
+        changed=dict(report.changed),
+        created=report.created,
+        unchanged=report.unchanged,
+    )
+    return report
+
+
+def _rescore_open_cases(tiers: dict[int, str]) -> list[int]:
+    """Customers' new tiers count on their open cases as the pipeline scores a case at opening.
+    The score only ever raises a priority: the playbook's decision, the floor, is not kept, and a
+    supervisor's override stands."""
+    raised = []
+    cases = Case.objects.filter(customer_id__in=tiers, status__in=OPEN_STATUSES, priority_overridden=False)
+    for case in cases.order_by("id"):
+        level = priority_score(case.priority_signals(tiers[case.customer_id], now=case.opened_at)).level
+        if level < case.priority:
+            case.priority = level
+            raised.append(case)
+    Case.objects.bulk_update(raised, ["priority"], batch_size=1000)
+    return [case.pk for case in raised]
+
+
+@transaction.atomic
 def do_resolve(case: Case, user) -> None:
     # Locked and read again: the pipeline may have resumed its clocks since the page read it.
     case = Case.objects.select_for_update().select_related("organization").get(pk=case.pk)
@@ -144,7 +276,11 @@ def do_correct_labels(case: Case, user, labels: Iterable[str], sentiment: str, s
     if not 0 <= level <= 4:
         raise CaseActionError("severity is a number from 0 to 4")
 
-    case = Case.objects.select_for_update().select_related("organization", "account", "department").get(pk=case.pk)
+    case = (
+        Case.objects.select_for_update()
+        .select_related("organization", "account", "department", "customer")
+        .get(pk=case.pk)
+    )
     before = {"labels": sorted(case.labels), "sentiment": case.sentiment, "severity": case.severity}
     opening = Message.objects.filter(case=case, direction=Direction.INBOUND).order_by("created_at", "id").first()
     text = opening.text if opening else case.subject
@@ -192,6 +328,9 @@ def _route_from_triage(case: Case, text: str) -> list[str]:
             severity=case.severity,
             labels=frozenset(case.labels),
             listening=frozenset(case.listening),
+            tier=case.customer.tier,
+            account=account_key(case.account.handle),
+            posted_at=case.opened_at,
         ),
     )
     department = (

@@ -12,11 +12,21 @@ from hubbub.lib import sla
 from hubbub.lib.priority import Signals
 
 
+class Tier(models.TextChoices):
+    """The same names as hubbub.lib.priority.TIERS: the priority score and playbook rules read them."""
+
+    STANDARD = "standard", "Standard"
+    PREMIUM = "premium", "Premium"
+    VIP = "vip", "VIP"
+
+
 class Customer(models.Model):
     """One person, however many networks they write from."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="customers")
     display_name = models.CharField(max_length=200, blank=True)
+    # Set by a supervisor on the case page or by a loaded VIP list (hubbub import_tiers).
+    tier = models.CharField(max_length=10, choices=Tier.choices, default=Tier.STANDARD)
     created_at = models.DateTimeField(default=timezone.now)
     # Whose reply to the customer is the latest, and when: routing gives the customer's new cases to
     # that agent and holds them a while for them. Kept by Message.save, so that "next case" reads one
@@ -199,13 +209,15 @@ class Case(models.Model):
         """The labels, most confident first (for the case page)."""
         return sorted(self.labels.items(), key=lambda item: -item[1]) if isinstance(self.labels, dict) else []
 
-    def priority_signals(self, now: dt.datetime | None = None) -> Signals:
-        """What the explainable priority score (hubbub.lib.priority) reads of this case."""
+    def priority_signals(self, tier: str, now: dt.datetime | None = None) -> Signals:
+        """What the explainable priority score (hubbub.lib.priority) reads of this case, whose
+        customer has `tier` (passed in: the pipeline knows it without loading the customer)."""
         signals = Signals(
             severity=self.severity,
             sentiment=self.sentiment,
             sentiment_intensity=abs(self.sentiment_score),
             followers=self.reach,
+            tier=tier,
         )
         if self.first_response_due_at is None or self.first_responded_at is not None:
             return signals

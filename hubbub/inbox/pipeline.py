@@ -37,7 +37,7 @@ from hubbub.inbox.models import (
     Message,
     Visibility,
 )
-from hubbub.lib.playbook import DEFAULT_RULE, PRIORITIES, Decision, PostFacts, Router
+from hubbub.lib.playbook import DEFAULT_RULE, PRIORITIES, Decision, PostFacts, Router, account_key
 from hubbub.lib.priority import score as priority_score
 from hubbub.listening.actions import Matcher, matcher_for
 from hubbub.playbook.actions import Opened, active_playbook, do_carry_out
@@ -206,7 +206,7 @@ class _Threader:
                 organization_id=self.organization_id,
                 network__in={n for n, _ in handles},
                 handle__in={h for _, h in handles},
-            )
+            ).annotate(customer_tier=F("customer__tier"))  # routing and scoring read it; no Customer rows
         }
         customer_ids = {i.customer_id for i in self.identities.values()}
         open_cases = Case.objects.filter(
@@ -272,6 +272,7 @@ class _Threader:
                 updated_at=self.now,
             )
             identity.customer = customer  # saved first; insert_objects copies its id over
+            identity.customer_tier = customer.tier
             self.new_customers.append(customer)
             self.new_identities.append(identity)
             self.identities[key] = identity
@@ -331,9 +332,11 @@ class _Threader:
             opened_at=post.created_at,
             last_message_at=post.created_at,
         )
-        # The playbook's priority is the floor; what the post says (severity, sentiment, reach) can raise it.
+        # The playbook's priority is the floor; what the post says (severity, sentiment, reach) and the
+        # customer's tier can raise it.
         # Scored as at opening, so an old imported post is not "breached" by the time it is read.
-        case.priority = min(case.priority, priority_score(case.priority_signals(now=case.opened_at)).level)
+        signals = case.priority_signals(identity.customer_tier, now=case.opened_at)
+        case.priority = min(case.priority, priority_score(signals).level)
         case.start_sla(self.playbook, decision, private=post.is_private)
         if identity.customer_id is None:
             case.customer = identity.customer  # created in this batch, saved before the case
@@ -370,6 +373,9 @@ class _Threader:
                 severity=understood.severity,
                 labels=frozenset(understood.labels),
                 listening=frozenset(matched),
+                tier=identity.customer_tier,
+                account=account_key(account.handle),
+                posted_at=post.created_at,
             ),
         )
 

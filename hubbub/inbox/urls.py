@@ -16,6 +16,7 @@ urlpatterns = [
     path("cases/<int:case_id>/resolve/", views.resolve, name="resolve"),
     path("cases/<int:case_id>/reopen/", views.reopen, name="reopen"),
     path("cases/<int:case_id>/priority/", views.set_priority, name="priority"),
+    path("cases/<int:case_id>/customer/tier/", views.set_customer_tier, name="customer_tier"),
     path("cases/<int:case_id>/labels/", views.correct_labels, name="labels"),
     path("cases/<int:case_id>/replies/<int:outbound_id>/retry/", views.retry_reply, name="retry_reply"),
     path("dead-letters/", views.dead_letter_list, name="dead_letters"),

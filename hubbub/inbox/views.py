@@ -41,7 +41,7 @@ from hubbub.inbox.access import (
 )
 from hubbub.inbox.actions import CaseActionError
 from hubbub.inbox.escalation import case_clocks, escalation_history
-from hubbub.inbox.models import WORKING_STATUSES, Case, Identity, Priority, Visibility
+from hubbub.inbox.models import WORKING_STATUSES, Case, Identity, Priority, Tier, Visibility
 from hubbub.lib.playbook import ResponseTemplate
 from hubbub.lib.priority import score as priority_score
 from hubbub.publishing import actions as publishing_actions
@@ -285,7 +285,7 @@ def _thread_context(case: Case) -> dict[str, Any]:
     return {
         "case": case,
         # The score moves as the SLA clock runs, so the live refresh recomputes it.
-        "priority_score": priority_score(case.priority_signals()),
+        "priority_score": priority_score(case.priority_signals(case.customer.tier)),
         "priorities": Priority.choices,
         "timeline": timeline,
         "earlier_hidden": earlier_hidden,
@@ -338,6 +338,7 @@ def _case_context(case: Case, user) -> dict[str, Any]:
         **_thread_context(case),
         **_understanding_context(case),
         "identities": identities,
+        "tiers": Tier.choices,
         "suggested_replies": _suggested_replies(case, identities, user),
         "members": list(department_members(case)),
         "transfer_targets": list(
@@ -437,6 +438,19 @@ def set_priority(request, membership, case_id):
         priority = 0
     if run_action(request, inbox_actions.do_set_priority, case, request.user, priority):
         messages.success(request, f"Case {case.pk} is now {case.get_priority_display().lower()}.")
+    return _to_case(case)
+
+
+@login_required
+@require_POST
+@with_membership
+def set_customer_tier(request, membership, case_id):
+    """A supervisor sets the tier of the case's customer (a customer is reached through a case they may read)."""
+    case, _works = access_case_to_read(membership, case_id)
+    check_supervisor(membership)
+    tier = request.POST.get("tier", "")
+    if run_action(request, inbox_actions.do_set_customer_tier, case.customer, request.user, tier):
+        messages.success(request, f"The customer of case {case.pk} is now {Tier(tier).label}.")
     return _to_case(case)
 
 

@@ -23,8 +23,20 @@ this::
 
 Conditions in one `when` must all hold; a list inside a condition means "any of". Conditions:
 terms, intent, sentiment, channel, language, min_followers, max_followers, private_data,
-min_severity (0-4), labels (any of hubbub.lib.classify.LABELS) and listening (names of listening
-queries the post matched).
+min_severity (0-4), labels (any of hubbub.lib.classify.LABELS), listening (names of listening
+queries the post matched), and these three::
+
+    when:
+      tier: [vip, premium]        # the customer's tier: standard, premium or vip (TIERS)
+      account: [mastodon:acme, acme_help]
+      business_hours: false       # true: the post came in business hours; false: outside them
+
+`account` names the brand's own accounts the post came to. `network:handle` is that one account;
+a handle alone is the brand's account of that handle on any network. Handles are read without a
+leading @ and whatever their case; a handle that contains a colon is written with its network.
+Publishing refuses a handle that none of the organization's accounts has. `business_hours` reads
+the intake playbook's `business_hours:` calendar (department playbooks use the intake's) at the
+time the post was written; without a `business_hours:` section every hour is a business hour.
 
 Actions: department, priority, first_response_minutes, next_response_minutes, resolution_minutes,
 tags, requires_approval, templates (names of suggested replies), acknowledge (the name of the
@@ -84,6 +96,7 @@ import yaml
 
 from hubbub.lib.classify import LABELS
 from hubbub.lib.noise import DEFAULT_RULES, NoiseRules
+from hubbub.lib.priority import STANDARD_TIER, TIERS
 from hubbub.lib.sla import (
     DEFAULT_ESCALATION,
     DEFAULT_WARN_AT,
@@ -116,6 +129,9 @@ CONDITIONS = {
     "min_severity",
     "labels",
     "listening",
+    "tier",
+    "account",
+    "business_hours",
 }
 SLA_ACTIONS = ("first_response_minutes", "next_response_minutes", "resolution_minutes")
 FLAG_ACTIONS = ("requires_approval", "private", "escalate")
@@ -178,6 +194,9 @@ class PostFacts:
     severity: int = 0  # 0 (no reproach) .. 4 (blame)
     labels: frozenset[str] = frozenset()  # every label of hubbub.lib.classify.LABELS that holds
     listening: frozenset[str] = frozenset()  # names of the listening queries the post matched
+    tier: str = STANDARD_TIER  # the customer's tier (TIERS)
+    account: str = ""  # the brand account's handle (account_key): the post came to it on `channel`
+    posted_at: dt.datetime | None = None  # when the customer wrote it; None: never in or out of business hours
 
 
 @dataclass(frozen=True)
@@ -290,8 +309,13 @@ class Rule:
     min_severity: int | None = None
     labels: frozenset[str] | None = None
     listening: frozenset[str] | None = None
+    tiers: frozenset[str] | None = None
+    # (network, account_key(handle)); network "" for a handle on any network.
+    accounts: frozenset[tuple[str, str]] | None = None
+    business_hours: bool | None = None
 
-    def matches(self, post: PostFacts, text: str) -> bool:
+    def matches(self, post: PostFacts, text: str, calendar: Calendar) -> bool:
+        """`calendar`: the intake playbook's business hours."""
         if self.intents is not None and post.intent not in self.intents:
             return False
         if self.sentiments is not None and post.sentiment not in self.sentiments:
@@ -309,12 +333,30 @@ class Rule:
             return False
         if self.listening is not None and self.listening.isdisjoint(post.listening):
             return False
+        if self.tiers is not None and post.tier not in self.tiers:
+            return False
+        if (
+            self.accounts is not None
+            and (post.channel, post.account) not in self.accounts
+            and ("", post.account) not in self.accounts
+        ):
+            return False
         followers = post.followers or 0
         if self.min_followers is not None and followers < self.min_followers:
             return False
         if self.max_followers is not None and followers > self.max_followers:
             return False
-        return self.terms is None or self.terms.search(text) is not None
+        if self.terms is not None and self.terms.search(text) is None:
+            return False
+        # Last: the calendar is the dearest question, asked only of a rule that otherwise matches.
+        if self.business_hours is not None:
+            return post.posted_at is not None and calendar.is_open(post.posted_at) == self.business_hours
+        return True
+
+
+def account_key(handle: str) -> str:
+    """A brand account's handle as `account` conditions compare it: no leading @, lower case."""
+    return handle.strip().lstrip("@").lower()
 
 
 # Where a decision starts when a department playbook is used on its own (only dry runs do that).
@@ -344,23 +386,24 @@ class CompiledPlaybook:
         self.default = self.default_actions.apply(_EMPTY_DECISION, DEFAULT_RULE)
         self._decisions = [rule.then.apply(self.default, rule.name) for rule in self.rules]
 
-    def _first_match(self, post: PostFacts) -> int:
+    def _first_match(self, post: PostFacts, calendar: Calendar) -> int:
         text = post.text[:MAX_TEXT]
         for index, rule in enumerate(self.rules):
-            if rule.matches(post, text):
+            if rule.matches(post, text, calendar):
                 return index
         return -1
 
-    def match(self, post: PostFacts) -> tuple[str, Actions]:
-        """The first matching rule's name and actions, else the default's."""
-        index = self._first_match(post)
+    def match(self, post: PostFacts, calendar: Calendar) -> tuple[str, Actions]:
+        """The first matching rule's name and actions, else the default's; `calendar` is the intake's
+        business hours (a department's playbook has none of its own)."""
+        index = self._first_match(post, calendar)
         if index < 0:
             return DEFAULT_RULE, self.default_actions
         return self.rules[index].name, self.rules[index].then
 
     def route(self, post: PostFacts) -> Decision:
         """This playbook alone (an intake playbook, without the departments' playbooks)."""
-        index = self._first_match(post)
+        index = self._first_match(post, self.calendar)
         return self.default if index < 0 else self._decisions[index]
 
     def departments(self) -> set[str]:
@@ -416,7 +459,7 @@ class PlaybookSet:
         decision = self.intake.route(post)
         seen = {decision.department}
         while (playbook := self.by_department.get(decision.department)) is not None:
-            name, actions = playbook.match(post)
+            name, actions = playbook.match(post, self.intake.calendar)
             if actions.is_empty():
                 break
             current = decision.department
@@ -443,6 +486,21 @@ def check_set(playbook_set: PlaybookSet, departments: set[str]) -> None:
     loop = _find_loop(edges)
     if loop:
         raise PlaybookError(loop[0], "hand-offs loop between departments: " + " → ".join(loop))
+
+
+def check_accounts(playbook: CompiledPlaybook, accounts: Iterable[tuple[str, str]], prefix: str = "") -> None:
+    """Refuse an `account` condition that names none of the organization's accounts, given as
+    (network, handle). Only the playbook being published is checked: an account removed later
+    leaves running playbooks alone (their condition just never holds)."""
+    known = {(network, account_key(handle)) for network, handle in accounts}
+    handles = {handle for _, handle in known}
+    for index, rule in enumerate(playbook.rules):
+        for network, handle in sorted(rule.accounts or ()):
+            if ((network, handle) in known) if network else (handle in handles):
+                continue
+            listed = ", ".join(f"{n}:{h}" for n, h in sorted(known)) or "none yet"
+            name = f"{network}:{handle}" if network else handle
+            raise PlaybookError(f"{prefix}rules[{index}].when.account", f"no account {name!r} (known: {listed})")
 
 
 def _find_loop(edges: dict[str, list[str]]) -> list[str]:
@@ -643,7 +701,27 @@ def _rule(path: str, item: Any, templates: dict[str, ResponseTemplate]) -> Rule:
             rule.labels = _choices(where, value, set(LABELS))
         elif key == "listening":
             rule.listening = frozenset(_strings(where, value))
+        elif key == "tier":
+            rule.tiers = _choices(where, value, set(TIERS))
+        elif key == "account":
+            rule.accounts = frozenset(_account(where, name) for name in _strings(where, value))
+        elif key == "business_hours":
+            if not isinstance(value, bool):
+                raise PlaybookError(where, "must be true (in business hours) or false (outside them)")
+            rule.business_hours = value
     return rule
+
+
+def _account(path: str, name: str) -> tuple[str, str]:
+    network, colon, handle = name.partition(":")
+    if not colon:
+        network, handle = "", name
+    network, handle = network.strip().lower(), account_key(handle)
+    if colon and not network:
+        raise PlaybookError(path, f"{name[:100]!r}: write network:handle, e.g. mastodon:acme, or the handle alone")
+    if not handle or len(handle) > 200:
+        raise PlaybookError(path, f"{name[:100]!r} is not an account handle")
+    return network, handle
 
 
 def _business_hours(data: Any) -> Calendar:

@@ -18,7 +18,11 @@ SEVERITY_POINTS = (0, 5, 12, 20, 30)  # none, no explicit reproach, disapproval,
 NEGATIVE_SENTIMENT_MAX = 10
 POSITIVE_SENTIMENT = -5
 REACH_MAX = 15
-TIER_POINTS = {"vip": 15, "gold": 8, "premium": 8}
+# A customer's tier (hubbub.inbox.models.Tier keeps the same names): set on the case page or by a
+# loaded VIP list, and a playbook condition too.
+STANDARD_TIER = "standard"
+TIERS = (STANDARD_TIER, "premium", "vip")
+TIER_POINTS = {"premium": 8, "vip": 15}
 SLA_MAX = 20
 SLA_BREACHED = 25
 VELOCITY_MAX = 15
@@ -47,7 +51,7 @@ class Signals:
     sentiment: str = ""  # negative / neutral / positive
     sentiment_intensity: float = 0.0  # 0-1, how strongly
     followers: int | None = None
-    tier: str = ""  # customer tier; "vip" for the VIP list
+    tier: str = ""  # the customer's tier, one of TIERS
     sla_left: timedelta | None = None
     sla_target: timedelta | None = None
     engagements_per_hour: float | None = None  # likes, replies and reposts the post is gathering

@@ -19,6 +19,7 @@ from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
 from hubbub.accounts.models import Department, Organization
+from hubbub.connectors.models import SocialAccount
 from hubbub.governance.actions import do_audit
 from hubbub.governance.models import AuditEvent
 from hubbub.inbox.models import Case, Direction, Escalation, EscalationKind, Message, SlaClock, Visibility
@@ -30,6 +31,8 @@ from hubbub.lib.playbook import (
     PlaybookSet,
     PostFacts,
     ReplayedPost,
+    account_key,
+    check_accounts,
     check_set,
     compile_playbook,
     dry_run,
@@ -96,6 +99,8 @@ def candidate_set(organization: Organization, source: str, department: Departmen
     if candidate is None:
         raise PlaybookError("", "publish the intake playbook first: it picks each post's department")
     check_set(candidate, set(organization.departments.values_list("slug", flat=True)))
+    accounts = SocialAccount.objects.filter(organization=organization).values_list("network", "handle")
+    check_accounts(draft, accounts, prefix=f"{slug}: " if slug else "")
     return candidate
 
 
@@ -194,7 +199,8 @@ def do_publish_default_playbook(organization: Organization) -> Playbook:
 def replayed_posts(
     organization_id: int, since: dt.datetime, shown: Callable[[int, bool], bool] = lambda department, triage: True
 ) -> Iterator[ReplayedPost]:
-    """The opening posts of the cases opened since `since`, as they were understood then.
+    """The opening posts of the cases opened since `since`, as they were understood then, from
+    the customer as they stand now (their tier), so a dry run predicts what publishing would do.
     `shown(department id, needs triage)` says whether a case may serve as an example."""
     first_inbound = Message.objects.filter(case=OuterRef("pk"), direction=Direction.INBOUND).order_by(
         "created_at", "id"
@@ -209,6 +215,9 @@ def replayed_posts(
             "intent",
             "sentiment",
             "account__network",
+            "account__handle",
+            "customer__tier",
+            "opened_at",
             "reach",
             "private_data",
             "language",
@@ -227,6 +236,9 @@ def replayed_posts(
         intent,
         sentiment,
         network,
+        handle,
+        tier,
+        opened_at,
         reach,
         private,
         language,
@@ -247,6 +259,9 @@ def replayed_posts(
             severity=severity,
             labels=frozenset(labels or ()),
             listening=frozenset(listening or ()),
+            tier=tier,
+            account=account_key(handle),
+            posted_at=opened_at,
         )
         yield ReplayedPost(case_id=pk, subject=subject, facts=facts, shown=shown(department_id, needs_triage))
 

@@ -25,7 +25,7 @@ def describe(data: dict[str, Any]) -> Described:
     rules = [
         RuleRow(
             name=str(rule.get("name") or f"rule {i + 1}"),
-            when=_pairs(rule.get("when") or {}) or ["always"],
+            when=_conditions(rule.get("when") or {}) or ["always"],
             then=_pairs(rule.get("then") or {}),
         )
         for i, rule in enumerate(data.get("rules") or [])
@@ -34,8 +34,20 @@ def describe(data: dict[str, Any]) -> Described:
     return Described(default=_pairs(data.get("default") or {}), rules=rules, templates=templates)
 
 
+def _conditions(when: dict[str, Any]) -> list[str]:
+    # "business_hours: no" reads as if the playbook had none; say what the rule asks instead.
+    return [
+        ("in business hours" if value else "outside business hours") if key == "business_hours" else _pair(key, value)
+        for key, value in when.items()
+    ]
+
+
+def _pair(key: str, value: Any) -> str:
+    return f"{key}: {_value(value)}"
+
+
 def _pairs(mapping: dict[str, Any]) -> list[str]:
-    return [f"{key}: {_value(value)}" for key, value in mapping.items()]
+    return [_pair(key, value) for key, value in mapping.items()]
 
 
 def _value(value: Any) -> str:

@@ -12,6 +12,9 @@ def test_demo_fills_every_kind_of_queue_and_loads_once(db):
     assert {"customer-service", "legal", "sales", "marketing"} <= departments
     found = {kind for kinds in Case.objects.values_list("private_data", flat=True) for kind in kinds}
     assert {"account_number", "card_number"} <= found
+    # The demo's VIP is recognised on their first post: the starter playbook's VIP rule takes them.
+    vip_rule = Case.objects.filter(playbook_rule="VIP customers")
+    assert vip_rule.exists() and not vip_rule.exclude(customer__tier="vip").exists()
     # Brand replies and private follow-ups are threaded into their cases.
     assert Message.objects.filter(direction=Direction.OUTBOUND).exists()
     assert Message.objects.filter(direction=Direction.INBOUND, visibility=Visibility.PRIVATE).exists()

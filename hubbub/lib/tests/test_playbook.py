@@ -1,3 +1,4 @@
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from hubbub.lib.playbook import (
     PlaybookSet,
     PostFacts,
     ReplayedPost,
+    check_accounts,
     check_set,
     compile_playbook,
     dry_run,
@@ -471,3 +473,144 @@ def test_bad_business_hours_are_rejected_with_their_place(section, path):
     with pytest.raises(PlaybookError) as error:
         parse_yaml(section + "\ndefault: {department: a, priority: low, first_response_minutes: 5}")
     assert error.value.path == path
+
+
+# --- customer tier, account and business hours -----------------------------------------------
+
+OFFICE_HOURS = """
+business_hours:
+  timezone: Europe/London
+  hours: {mon: "09:00-17:00", tue: "09:00-17:00", wed: "09:00-17:00", thu: "09:00-17:00", fri: "09:00-17:00"}
+"""
+WHO_AND_WHEN = """
+default: {department: customer-service, priority: normal, first_response_minutes: 60}
+rules:
+  - name: VIPs
+    when: {tier: vip}
+    then: {priority: urgent}
+  - name: Good customers
+    when: {tier: [premium, vip]}
+    then: {priority: high}
+  - name: The help account on Mastodon
+    when: {account: "mastodon:@Acme_Help"}
+    then: {department: support}
+  - name: Any account called acme
+    when: {account: [acme]}
+    then: {department: brand}
+  - name: After hours
+    when: {business_hours: false}
+    then: {tags: [after-hours]}
+  - name: In hours
+    when: {business_hours: true, intent: question}
+    then: {tags: [in-hours]}
+"""
+# Monday 2026-07-06, London summer time (UTC+1).
+IN_HOURS = dt.datetime(2026, 7, 6, 10, tzinfo=dt.UTC)
+AFTER_HOURS = dt.datetime(2026, 7, 6, 20, tzinfo=dt.UTC)
+
+
+def test_tier_and_account_conditions():
+    playbook = compile_playbook(parse_yaml(WHO_AND_WHEN))
+    assert playbook.route(PostFacts(text="x", tier="vip")).rule == "VIPs"
+    assert playbook.route(PostFacts(text="x", tier="premium")).rule == "Good customers"
+    assert playbook.route(PostFacts(text="x")).rule == "default"  # standard by default
+    assert playbook.route(PostFacts(text="x", tier="VIP")).rule == "default"  # tiers are exact names
+    # network:handle is that one account; a handle alone is that handle on any network.
+    assert playbook.route(PostFacts(text="x", channel="mastodon", account="acme_help")).rule == (
+        "The help account on Mastodon"
+    )
+    assert playbook.route(PostFacts(text="x", channel="twitter", account="acme_help")).rule == "default"
+    assert playbook.route(PostFacts(text="x", channel="twitter", account="acme")).rule == "Any account called acme"
+    assert playbook.route(PostFacts(text="x", channel="rss", account="acme")).rule == "Any account called acme"
+    assert playbook.route(PostFacts(text="x", channel="rss", account="acme2")).rule == "default"
+
+
+def test_business_hours_condition_reads_the_intakes_calendar_at_the_posts_time():
+    playbook = compile_playbook(parse_yaml(OFFICE_HOURS + WHO_AND_WHEN))
+    assert playbook.route(PostFacts(text="x", posted_at=AFTER_HOURS)).tags == ("after-hours",)
+    assert playbook.route(PostFacts(text="x", posted_at=IN_HOURS)).rule == "default"
+    assert playbook.route(PostFacts(text="x", intent="question", posted_at=IN_HOURS)).tags == ("in-hours",)
+    saturday = IN_HOURS + dt.timedelta(days=5)
+    assert playbook.route(PostFacts(text="x", intent="question", posted_at=saturday)).tags == ("after-hours",)
+    # A post of unknown time is neither in nor out of business hours.
+    assert playbook.route(PostFacts(text="x", intent="question")).rule == "default"
+    # Without business hours every hour is one.
+    always = compile_playbook(parse_yaml(WHO_AND_WHEN))
+    assert always.route(PostFacts(text="x", intent="question", posted_at=AFTER_HOURS)).tags == ("in-hours",)
+
+
+def test_a_departments_playbook_uses_the_intakes_business_hours():
+    intake = compile_playbook(parse_yaml(OFFICE_HOURS + INTAKE))
+    sales = "rules: [{name: Late leads, when: {business_hours: false}, then: {tags: [late-lead]}}]"
+    routed = PlaybookSet(
+        intake=intake, by_department={"sales": compile_playbook(parse_yaml(sales, "sales"), department="sales")}
+    )
+    assert routed.route(PostFacts(text="x", intent="sales_lead", posted_at=AFTER_HOURS)).tags == ("late-lead",)
+    assert routed.route(PostFacts(text="x", intent="sales_lead", posted_at=IN_HOURS)).tags == ()
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        ("{tier: gold}", "'gold' is not one of premium, standard, vip"),
+        ("{tier: [vip, 3]}", "word or a list of words"),
+        ("{tier: []}", "word or a list of words"),
+        ("{business_hours: 'no'}", "must be true (in business hours) or false"),
+        ("{business_hours: 0}", "must be true"),
+        ("{account: ':acme'}", "write network:handle"),
+        ("{account: 'twitter:@'}", "is not an account handle"),
+        ("{account: ['acme', '']}", "is not an account handle"),
+        ("{account: ['x" + "a" * 300 + "']}", "is not an account handle"),
+        ("{account: {twitter: acme}}", "word or a list of words"),
+    ],
+)
+def test_bad_tier_account_and_business_hours_conditions_are_refused_with_their_place(when, message):
+    source = (
+        "default: {department: a, priority: low, first_response_minutes: 5}\n"
+        "rules: [{when: {intent: complaint}, then: {priority: high}},\n"
+        f"        {{when: {when}, then: {{priority: high}}}}]"
+    )
+    key = when.strip("{").split(":")[0]
+    with pytest.raises(PlaybookError) as caught:
+        parse_yaml(source)
+    assert caught.value.path == f"rules[1].when.{key}"
+    assert message in str(caught.value)
+
+
+def test_an_account_condition_must_name_one_of_the_organizations_accounts():
+    playbook = compile_playbook(parse_yaml(WHO_AND_WHEN))
+    check_accounts(playbook, [("mastodon", "@ACME_help"), ("rss", "acme")])
+    with pytest.raises(PlaybookError) as caught:
+        check_accounts(playbook, [("twitter", "acme_help"), ("rss", "acme")], prefix="sales: ")
+    assert caught.value.path == "sales: rules[2].when.account"
+    assert "no account 'mastodon:acme_help' (known: rss:acme, twitter:acme_help)" in str(caught.value)
+    with pytest.raises(PlaybookError, match="no account 'acme' .known: mastodon:acme_help.") as caught:
+        check_accounts(playbook, [("mastodon", "acme_help")])
+    assert caught.value.path == "rules[3].when.account"
+    with pytest.raises(PlaybookError, match="known: none yet"):
+        check_accounts(playbook, [])
+
+
+def test_the_default_playbook_hurries_a_vips_complaint_but_not_their_praise():
+    source = (Path(__file__).parents[2] / "playbook" / "default_playbook.yaml").read_text()
+    playbook = compile_playbook(parse_yaml(source))
+    vip = playbook.route(PostFacts(text="my bag is lost", intent="complaint", tier="vip"))
+    assert (vip.rule, vip.priority, vip.first_response_minutes, vip.tags) == ("VIP customers", 2, 15, ("vip",))
+    assert playbook.route(PostFacts(text="my bag is lost", intent="complaint")).rule == "Complaints"
+    assert playbook.route(PostFacts(text="great crew!", intent="praise", tier="vip")).department == "marketing"
+    # Legal threats still go to legal first, whoever writes them.
+    assert playbook.route(PostFacts(text="my lawyer", intent="legal_threat", tier="vip")).department == "legal"
+
+
+def test_a_dry_run_tells_business_hours_by_each_sets_own_calendar():
+    rule = "rules: [{name: After hours, when: {business_hours: false}, then: {priority: low}}]\n"
+    default = "default: {department: customer-service, priority: normal, first_response_minutes: 60}\n"
+    before = PlaybookSet(intake=compile_playbook(parse_yaml(default + rule)))
+    after = PlaybookSet(intake=compile_playbook(parse_yaml(OFFICE_HOURS + default + rule)))
+    posts = [
+        ReplayedPost(1, "late", PostFacts(text="x", posted_at=AFTER_HOURS)),
+        ReplayedPost(2, "day", PostFacts(text="x", posted_at=IN_HOURS)),
+    ]
+    report = dry_run(posts, before, after)
+    assert (report.changed, report.priority_rows()) == (1, [("normal", "low", 1)])
+    assert [c.post.case_id for c in report.examples["priority"]] == [1]

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from hubbub.lib.priority import Reason, Signals, score
+from hubbub.lib.priority import STANDARD_TIER, TIER_POINTS, TIERS, Reason, Signals, score
 
 
 def _points(result, factor: str) -> int:
@@ -81,3 +81,10 @@ def test_hostile_or_impossible_signals_give_a_bounded_score(signals):
     assert 0 <= result.score <= 100
     assert result.level in (1, 2, 3, 4)
     assert sum(reason.points for reason in result.reasons) == result.score
+
+
+def test_every_tier_with_points_is_a_tier_and_standard_adds_nothing():
+    assert set(TIER_POINTS) < set(TIERS)
+    assert _points(score(Signals(tier=STANDARD_TIER)), "tier") == 0
+    assert _points(score(Signals(tier="vip")), "tier") > _points(score(Signals(tier="premium")), "tier") > 0
+    assert _points(score(Signals(tier="gold")), "tier") == 0  # not a tier

@@ -112,6 +112,36 @@ def test_a_24_7_calendar_is_wall_clock_arithmetic(timezone, start, m, other):
     assert due_at(start, m, walked) == start + timedelta(minutes=m)
 
 
+@settings(max_examples=100, deadline=None, database=None)
+@given(calendars(), st.lists(instants, min_size=1, max_size=30), st.integers(min_value=0, max_value=24 * 60))
+def test_is_open_remembers_periods_without_changing_answers(calendar, starts, spread):
+    # Posts close together (the remembered period answers) and far apart (it must not), in any order.
+    moments = [start + timedelta(minutes=spread * i) for i, start in enumerate(starts)]
+    moments += [moments[0] + timedelta(minutes=m) for m in (-1, 0, 1, 59, 60, 61, -60, -6 * 60, -23 * 60)]
+    for at in moments:
+        start, end = next(calendar.open_intervals(at))
+        assert calendar.is_open(at) == (start <= at <= end), at
+
+
+def test_is_open_at_the_edges_of_a_day_of_business():
+    calendar = Calendar.weekly("Europe/London", OFFICE)
+    monday = datetime(2026, 7, 6, tzinfo=LONDON)
+    # Asked in this order, each answer after one the calendar remembered: Tuesday morning's closed
+    # stretch must not reach back into Monday's opening hours, nor Monday's into the evening.
+    asked = [
+        (24 + 8, False),
+        (12, True),
+        (17, True),
+        (18, False),
+        (24 + 9, True),
+        (24 + 8.99, False),
+        (5 * 24 + 9, False),
+    ]
+    assert [calendar.is_open(monday + timedelta(hours=hour)) for hour, _ in asked] == [open_ for _, open_ in asked]
+    with pytest.raises(SlaError):
+        calendar.is_open(datetime(2026, 7, 6, 12))
+
+
 def test_office_hours_carry_over_the_weekend():
     calendar = Calendar.weekly("Europe/London", OFFICE)
     friday_4pm = datetime(2026, 6, 5, 16, tzinfo=LONDON)

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from hubbub.demo import DEMO_PASSWORD, DEMO_USERS, load_demo
+from hubbub.demo import DEMO_PASSWORD, DEMO_USERS, VIPS, load_demo
 
 
 class Command(BaseCommand):
@@ -10,5 +10,6 @@ class Command(BaseCommand):
         organizations = load_demo()
         self.stdout.write(
             f"Demo loaded: {', '.join(o.name for o in organizations)}. "
-            f"Users {', '.join(u for u, _, _ in DEMO_USERS)}, password {DEMO_PASSWORD}."
+            f"Users {', '.join(u for u, _, _ in DEMO_USERS)}, password {DEMO_PASSWORD}. "
+            f"VIP customers (the starter playbook's VIP rule): {', '.join(VIPS)}."
         )
