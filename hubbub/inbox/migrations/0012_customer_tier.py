@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('inbox', '0010_escalation_by_playbook_rule'),
+        ('inbox', '0011_customer_last_agent'),
     ]
 
     operations = [
