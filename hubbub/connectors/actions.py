@@ -20,7 +20,7 @@ from hubbub.connectors import twcs
 from hubbub.connectors.base import MalformedEvent, PermanentError, RawPost, TransientError
 from hubbub.connectors.models import InboundEvent, Network, SocialAccount
 from hubbub.connectors.registry import connector_for
-from hubbub.db import adapter, db_value, insert_rows
+from hubbub.db import column_adapter, db_value, insert_rows
 
 log = logging.getLogger(__name__)
 STORE_BATCH = 2000
@@ -39,10 +39,10 @@ def _event_columns() -> tuple[tuple[str, ...], tuple[Any, ...]]:
 
 def do_store_events(account: SocialAccount, posts: Iterable[RawPost]) -> int:
     """Store raw posts; a post already stored for this account (a redelivery) is skipped. Returns new count."""
-    to_db = adapter()
-    received_at = to_db(timezone.now())
+    to_json = column_adapter(InboundEvent._meta.get_field("payload"))
+    received_at = column_adapter(InboundEvent._meta.get_field("received_at"))(timezone.now())
     fields, defaults = _event_columns()
-    rows = ((account.pk, post.external_id[:255], to_db(post.payload), received_at, *defaults) for post in posts)
+    rows = ((account.pk, post.external_id[:255], to_json(post.payload), received_at, *defaults) for post in posts)
     total = 0
     # The unique (account, external_id) constraint turns a redelivery into a skipped row.
     for chunk in batched(rows, STORE_BATCH):
