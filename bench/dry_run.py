@@ -216,8 +216,8 @@ def _fill(count: int):
     with transaction.atomic():
         insert_rows(
             Customer,
-            ("organization", "display_name", "created_at"),
-            ((org.pk, f"Customer {n}", db_value(now)) for n in range(customers)),
+            ("organization", "display_name", "tier", "created_at"),
+            ((org.pk, f"Customer {n}", "standard", db_value(now)) for n in range(customers)),
         )
         first_customer = Customer.objects.filter(organization=org).order_by("id").values_list("id", flat=True)[0]
         followers = [int(rng.paretovariate(1.2) * 40) for _ in range(customers)]

@@ -97,8 +97,8 @@ def _fill(count: int):
     with transaction.atomic():
         insert_rows(
             Customer,
-            ("organization", "display_name", "created_at"),
-            ((org.pk, f"Customer {n}", db_value(now)) for n in range(customers)),
+            ("organization", "display_name", "tier", "created_at"),
+            ((org.pk, f"Customer {n}", "standard", db_value(now)) for n in range(customers)),
         )
         first_customer = Customer.objects.order_by("id").values_list("id", flat=True).first()
         insert_rows(

@@ -27,7 +27,7 @@ from hubbub.inbox.models import (
 )
 from hubbub.inbox.pipeline import route
 from hubbub.lib.classify import LABELS
-from hubbub.lib.playbook import PostFacts, account_key
+from hubbub.lib.playbook import PlaybookSet, PostFacts, account_key
 from hubbub.lib.priority import score as priority_score
 from hubbub.lib.sla import Calendar
 from hubbub.lib.tierlist import Rejected, TierRow
@@ -92,12 +92,10 @@ def do_set_priority(case: Case, user, priority: int) -> None:
     if priority not in Priority.values:
         raise CaseActionError(f"{priority!r} is not a priority")
     before = case.priority
-    case.priority = priority
     case.priority_overridden = True
     # The clocks follow: a case raised to urgent must be answered within urgent's targets.
     _version, playbook = active_playbook(case.organization_id)
-    retargeted = case.retarget_sla(playbook)
-    case.save(update_fields=["priority", "priority_overridden", *retargeted])
+    case.save(update_fields=["priority_overridden", *case.set_priority(priority, playbook)])
     do_audit(case.organization, user, "case.priority_set", case, before=before, after=priority)
 
 
@@ -205,16 +203,18 @@ def do_import_tiers(organization: Organization, rows: list[TierRow], user=None, 
 def _rescore_open_cases(tiers: dict[int, str]) -> list[int]:
     """Customers' new tiers count on their open cases as the pipeline scores a case at opening.
     The score only ever raises a priority: the playbook's decision, the floor, is not kept, and a
-    supervisor's override stands."""
+    supervisor's override stands. A raised case takes its new priority's SLA targets."""
     raised = []
     cases = Case.objects.filter(customer_id__in=tiers, status__in=OPEN_STATUSES, priority_overridden=False)
+    playbooks: dict[int, PlaybookSet | None] = {}
     for case in cases.order_by("id"):
         level = priority_score(case.priority_signals(tiers[case.customer_id], now=case.opened_at)).level
         if level < case.priority:
-            case.priority = level
-            raised.append(case)
-    Case.objects.bulk_update(raised, ["priority"], batch_size=1000)
-    return [case.pk for case in raised]
+            if case.organization_id not in playbooks:
+                playbooks[case.organization_id] = active_playbook(case.organization_id)[1]
+            case.save(update_fields=case.set_priority(level, playbooks[case.organization_id]))
+            raised.append(case.pk)
+    return raised
 
 
 @transaction.atomic

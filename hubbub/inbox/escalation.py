@@ -152,6 +152,8 @@ def _perform(case: Case, alert: sla.Alert) -> tuple[str, Department | None, dict
         return EscalationKind.NOTIFY_SUPERVISOR, case.department, {"supervisors": supervisors}
     if step.kind == sla.StepKind.RAISE_PRIORITY:
         before = case.priority
+        # Not case.set_priority: the clocks keep their due times, because the chain's steps are
+        # recorded against the due time that breached, and a new one would start the chain again.
         case.priority = max(Priority.URGENT, case.priority - 1)
         case.save(update_fields=["priority"])
         return EscalationKind.RAISE_PRIORITY, None, {"before": before, "after": case.priority}

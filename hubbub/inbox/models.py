@@ -294,6 +294,11 @@ class Case(models.Model):
             "sla_alert_at",
         ]
 
+    def set_priority(self, level: int, playbook) -> list[str]:
+        """A new priority, and the clocks that go with it (see retarget_sla). Returns the changed fields."""
+        self.priority = level
+        return ["priority", *self.retarget_sla(playbook)]
+
     def retarget_sla(self, playbook) -> list[str]:
         """A new priority takes its SLA policy's targets: the resolution clock, and the first-response
         clock while unanswered, are worked out again from the opening, later by the business time the

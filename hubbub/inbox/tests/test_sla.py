@@ -13,9 +13,9 @@ from hubbub.accounts.models import Availability, Membership, Role
 from hubbub.connectors.models import Network, SocialAccount
 from hubbub.governance.models import AuditEvent
 from hubbub.inbox import escalation
-from hubbub.inbox.actions import do_reopen, do_resolve, do_set_priority
+from hubbub.inbox.actions import do_reopen, do_resolve, do_set_customer_tier, do_set_priority
 from hubbub.inbox.escalation import case_clocks, do_escalate_due, notifications_for
-from hubbub.inbox.models import Case, CaseStatus, Direction, Escalation, EscalationKind, Message, Priority
+from hubbub.inbox.models import Case, CaseStatus, Direction, Escalation, EscalationKind, Message, Priority, Tier
 from hubbub.inbox.tests.test_views import HOSTILE, IMG, SCRIPT, make_account, make_case, make_member, make_org
 from hubbub.lib.playbook import PlaybookError
 from hubbub.playbook.actions import active_playbook, do_publish_playbook
@@ -194,6 +194,32 @@ def test_without_sla_targets_a_priority_override_keeps_the_due_times(org, accoun
     do_set_priority(case, supervisor, Priority.URGENT)
     case.refresh_from_db()
     assert case.priority == Priority.URGENT and case.first_response_due_at == T0 + dt.timedelta(minutes=60)
+
+
+def test_a_customer_made_vip_brings_the_raised_cases_clocks_forward(account, supervisor):
+    case = opened_case(account)
+    Case.objects.filter(pk=case.pk).update(severity=3)
+    assert case.first_response_due_at == T0 + dt.timedelta(minutes=100)
+    assert do_set_customer_tier(case.customer, supervisor, Tier.VIP) == [case.pk]
+    case.refresh_from_db()
+    assert case.priority < Priority.NORMAL
+    # Raised above normal, the case takes the policy's nearest target at or above its priority:
+    # urgent's, counted from the opening.
+    assert case.first_response_due_at == T0 + dt.timedelta(minutes=15)
+    assert case.resolution_due_at == T0 + dt.timedelta(minutes=240)
+
+
+def test_an_escalation_raising_the_priority_keeps_the_breached_due_time(account):
+    case = opened_case(account)
+    due = case.first_response_due_at
+    do_escalate_due(account.organization, now=due + dt.timedelta(minutes=1))
+    case.refresh_from_db()
+    assert case.priority == Priority.HIGH
+    # The chain is recorded against the due time that breached: moving it would start it again.
+    assert case.first_response_due_at == due
+    do_escalate_due(account.organization, now=due + dt.timedelta(minutes=2))
+    kinds = list(Escalation.objects.filter(case=case).values_list("kind", flat=True))
+    assert kinds.count(EscalationKind.RAISE_PRIORITY) == 1
 
 
 def test_the_case_page_reopens_a_resolved_case_and_strangers_cannot(client, org, account, agent):
