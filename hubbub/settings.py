@@ -89,7 +89,10 @@ def database_from_url(url: str) -> dict:
         "PASSWORD": unquote(parts.password or ""),
         "HOST": parts.hostname or "",
         "PORT": str(parts.port or ""),
-        "CONN_MAX_AGE": 60,
+        # Waitress's threads keep their connection: a new PostgreSQL backend costs its first queries
+        # 15-20 ms of catalog loading and planning (bench/next_case.py); checked before each reuse.
+        "CONN_MAX_AGE": None,
+        "CONN_HEALTH_CHECKS": True,
     }
 
 
