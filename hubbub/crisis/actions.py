@@ -27,7 +27,7 @@ from hubbub.crisis.models import ALL_TOPICS, AlertState, CrisisAlert, CrisisMode
 from hubbub.governance.actions import do_audit
 from hubbub.inbox.access import can_supervise
 from hubbub.inbox.models import Case, Direction, Message, Priority
-from hubbub.lib.spikes import HOUR, WEEK, SpikeRule, detect, hour_of
+from hubbub.lib.spikes import HOUR, WEEK, SpikeRule, baseline_hours, detect, hour_of
 from hubbub.listening.models import ListeningQuery
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,15 @@ def _add_volumes(counts: Counter[tuple[int, str, dt.datetime]]) -> None:
     )
 
 
+def _zone(organization_id: int) -> dt.tzinfo:
+    """The organisation's time zone: its playbook's business-hours calendar's (UTC without one)."""
+    # Imported here: playbook actions import publishing, which imports this module.
+    from hubbub.playbook.actions import active_playbook
+
+    _version, playbook = active_playbook(organization_id)
+    return playbook.sla.calendar.zone if playbook is not None else dt.UTC
+
+
 def _raise_alerts(now: dt.datetime, rule: SpikeRule) -> list[CrisisAlert]:
     current = hour_of(now)
     hours = [current - HOUR, current]
@@ -162,19 +171,22 @@ def _raise_alerts(now: dt.datetime, rule: SpikeRule) -> list[CrisisAlert]:
     )
     raised = []
     history_starts: dict[int, dt.datetime | None] = {}
+    zones: dict[int, dt.tzinfo] = {}
     for organization_id, topic in sorted(candidates):
         if organization_id not in history_starts:
             history_starts[organization_id] = TopicVolume.objects.filter(organization_id=organization_id).aggregate(
                 start=Min("hour")
             )["start"]
-        wanted = {h - WEEK * k for h in hours for k in range(rule.weeks + 1)}
+            zones[organization_id] = _zone(organization_id)
+        zone = zones[organization_id]
+        wanted = {*hours, *(earlier for h in hours for earlier in baseline_hours(h, rule.weeks, zone))}
         counts = dict(
             TopicVolume.objects.filter(organization_id=organization_id, topic=topic, hour__in=wanted).values_list(
                 "hour", "count"
             )
         )
         for hour in hours:
-            spike = detect(topic, counts, hour, rule, history_starts[organization_id])
+            spike = detect(topic, counts, hour, rule, history_starts[organization_id], zone)
             if spike is None:
                 continue
             alert, created = CrisisAlert.objects.get_or_create(

@@ -11,7 +11,10 @@ is not a crisis and a busy topic's ordinary wobble is not one either:
   noise of the mean (a topic that had exactly 10 posts every week has a spread of 0, yet 13 is
   not surprising).
 
-Hours are whole UTC hours. Pure: counts come in as mappings, nothing is read from a database.
+Counts are kept per whole UTC hour; "the same hour of the week" is the same local hour in the
+organisation's time zone, so that after a daylight-saving change Monday 09:00 is still compared
+with the Mondays at 09:00 before it. Pure: counts come in as mappings, nothing is read from a
+database.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 WEEK = dt.timedelta(days=7)
 HOUR = dt.timedelta(hours=1)
@@ -64,13 +68,28 @@ def hour_of(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def baseline_hours(hour: dt.datetime, weeks: int) -> list[dt.datetime]:
-    """The same hour of the week in each of the previous `weeks` weeks, most recent first."""
-    return [hour - WEEK * k for k in range(1, weeks + 1)]
+def baseline_hours(hour: dt.datetime, weeks: int, zone: dt.tzinfo = dt.UTC) -> list[dt.datetime]:
+    """The UTC hours that were the same local hour of the week in each of the previous `weeks` weeks,
+    most recent first. A week in which that local hour did not exist (the clocks went forward
+    through it) is left out."""
+    if zone is dt.UTC:
+        return [hour - WEEK * k for k in range(1, weeks + 1)]
+    wall = hour.astimezone(zone).replace(tzinfo=None)
+    hours = []
+    for k in range(1, weeks + 1):
+        earlier = wall - WEEK * k
+        moment = earlier.replace(tzinfo=zone).astimezone(dt.UTC)
+        if moment.astimezone(zone).replace(tzinfo=None) == earlier:
+            hours.append(hour_of(moment))
+    return hours
 
 
 def baseline(
-    counts: Mapping[dt.datetime, int], hour: dt.datetime, weeks: int, history_start: dt.datetime | None = None
+    counts: Mapping[dt.datetime, int],
+    hour: dt.datetime,
+    weeks: int,
+    history_start: dt.datetime | None = None,
+    zone: dt.tzinfo = dt.UTC,
 ) -> Baseline:
     """Mean and spread of the same hour of the week over earlier weeks.
 
@@ -79,7 +98,7 @@ def baseline(
     """
     samples = [
         counts.get(earlier, 0)
-        for earlier in baseline_hours(hour, weeks)
+        for earlier in baseline_hours(hour, weeks, zone)
         if history_start is None or earlier >= hour_of(history_start)
     ]
     if not samples:
@@ -101,13 +120,14 @@ def detect(
     hour: dt.datetime,
     rule: SpikeRule = SpikeRule(),
     history_start: dt.datetime | None = None,
+    zone: dt.tzinfo = dt.UTC,
 ) -> SpikeAlert | None:
     """An alert when the hour's volume for the topic is a spike, else None."""
     hour = hour_of(hour)
     volume = counts.get(hour, 0)
     if volume < rule.min_volume:
         return None  # cheap exit: most topics, most hours
-    base = baseline(counts, hour, rule.weeks, history_start)
+    base = baseline(counts, hour, rule.weeks, history_start, zone)
     if volume < threshold(base, rule):
         return None
     ratio = volume / max(base.mean, 1.0)
@@ -118,7 +138,7 @@ def detect(
         baseline=round(base.mean, 2),
         spread=round(base.spread, 2),
         ratio=round(ratio, 1),
-        reason=_reason(topic, hour, volume, base, ratio),
+        reason=_reason(topic, hour.astimezone(zone), volume, base, ratio),
     )
 
 
@@ -127,19 +147,23 @@ def detect_all(
     hours: Iterable[dt.datetime],
     rule: SpikeRule = SpikeRule(),
     history_start: dt.datetime | None = None,
+    zone: dt.tzinfo = dt.UTC,
 ) -> list[SpikeAlert]:
     """Every spike among the given hours, strongest first."""
     alerts = [
         alert
         for topic, counts in counts_by_topic.items()
         for hour in hours
-        if (alert := detect(topic, counts, hour, rule, history_start)) is not None
+        if (alert := detect(topic, counts, hour, rule, history_start, zone)) is not None
     ]
     return sorted(alerts, key=lambda a: (-a.ratio, a.topic, a.hour))
 
 
 def _reason(topic: str, hour: dt.datetime, volume: int, base: Baseline, ratio: float) -> str:
-    when = f"{hour:%a %d %b %H}:00–{(hour + HOUR):%H}:00 UTC"
+    """`hour` is in the organisation's time zone."""
+    zone = hour.tzinfo.key if isinstance(hour.tzinfo, ZoneInfo) else hour.tzname()
+    end = (hour.astimezone(dt.UTC) + HOUR).astimezone(hour.tzinfo)
+    when = f"{hour:%a %d %b %H:%M}–{end:%H:%M} {zone}"
     if base.weeks == 0:
         return f"{volume} posts about “{topic}” {when}, with no earlier weeks to compare with"
     return (

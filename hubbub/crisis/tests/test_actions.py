@@ -24,6 +24,7 @@ from hubbub.crisis.models import AlertState, CrisisAlert, TopicVolume
 from hubbub.governance.models import AuditEvent
 from hubbub.inbox.models import Direction, Message
 from hubbub.lib.spikes import HOUR, WEEK, hour_of
+from hubbub.playbook.actions import do_publish_playbook
 from hubbub.routing.tests.helpers import make_account, make_agent, make_case, make_org
 
 pytestmark = pytest.mark.django_db
@@ -95,6 +96,27 @@ def test_ordinary_volume_and_a_quiet_topic_raise_nothing(org, case):
     posts(case, hour, 200, direction=Direction.OUTBOUND)  # our own replies are not customer volume
     assert do_detect_spikes(NOW) == []
     assert not CrisisAlert.objects.exists()
+
+
+def test_the_baseline_is_the_same_hour_in_the_playbooks_time_zone(org, case):
+    do_publish_playbook(
+        org,
+        "default: {department: customer-service, priority: normal, first_response_minutes: 60}\n"
+        "business_hours: {timezone: Europe/London, hours: {mon: '09:00-17:00', tue: '09:00-17:00'}}\n",
+    )
+    # Monday 30 March 2026, 09:40 in London: the clocks went forward the day before, so 09:00 is
+    # now 08:00 UTC. Mondays at 09:00 were busy (25 posts), at 08:00 quiet (1 post).
+    now = dt.datetime(2026, 3, 30, 8, 40, tzinfo=dt.UTC)
+    for k in range(1, 5):
+        posts(case, dt.datetime(2026, 3, 30, 9, tzinfo=dt.UTC) - k * WEEK, 25)
+        posts(case, dt.datetime(2026, 3, 30, 8, tzinfo=dt.UTC) - k * WEEK, 1)
+    posts(case, hour_of(now), 30)
+    assert do_detect_spikes(now) == []
+    # Without the time zone, 30 posts against the 1 of 08:00 UTC would have been a spike.
+    do_publish_playbook(org, "default: {department: customer-service, priority: normal, first_response_minutes: 60}")
+    alerts = do_detect_spikes(now + dt.timedelta(minutes=1))
+    assert {a.topic for a in alerts} == {"payments", "complaint"}
+    assert "Mon 30 Mar 08:00–09:00 UTC" in alerts[0].reason
 
 
 def test_the_previous_hour_is_checked_too(org, case):

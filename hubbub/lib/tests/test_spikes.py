@@ -6,6 +6,7 @@ Property tests keep no example database (database=None): nothing is written into
 import datetime as dt
 import math
 import random
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -110,6 +111,49 @@ def test_baseline_is_the_same_hour_of_the_week():
     counts = {hour - WEEK: 10, hour - 2 * WEEK: 20, hour - HOUR: 999}
     assert baseline(counts, hour, 2) == baseline(counts | {hour - dt.timedelta(days=1): 500}, hour, 2)
     assert baseline(counts, hour, 2).mean == 15
+
+
+LONDON = ZoneInfo("Europe/London")
+
+
+def test_after_the_clocks_change_the_baseline_is_the_same_local_hour():
+    # Monday 30 March 2026, 09:00 in London (BST, 08:00 UTC): the clocks went forward the day before.
+    hour = dt.datetime(2026, 3, 30, 8, tzinfo=dt.UTC)
+    mondays_at_nine_gmt = [dt.datetime(2026, 3, 23, 9, tzinfo=dt.UTC), dt.datetime(2026, 3, 16, 9, tzinfo=dt.UTC)]
+    assert baseline_hours(hour, 2, LONDON) == mondays_at_nine_gmt
+    counts = {mondays_at_nine_gmt[0]: 30, mondays_at_nine_gmt[1]: 30, hour - WEEK: 2, hour: 40}
+    # Against 08:00 GMT (a quiet hour before opening) 40 posts would look like a spike; against 09:00 they are not.
+    assert detect("complaint", counts, hour) is not None
+    assert detect("complaint", counts, hour, zone=LONDON) is None
+
+
+def test_a_local_hour_the_clocks_skipped_is_left_out_of_the_baseline():
+    # Sunday 5 April 2026, 01:30 BST: a week earlier, 01:00-02:00 did not exist in London.
+    hour = dt.datetime(2026, 4, 5, 0, tzinfo=dt.UTC)
+    assert baseline_hours(hour, 2, LONDON) == [dt.datetime(2026, 3, 22, 1, tzinfo=dt.UTC)]
+
+
+def test_the_reason_gives_the_local_time():
+    hour = dt.datetime(2026, 7, 1, 13, tzinfo=dt.UTC)
+    alert = detect("payments", {hour: 50}, hour, zone=LONDON)
+    assert alert is not None and "Wed 01 Jul 14:00–15:00 Europe/London" in alert.reason
+
+
+@settings(database=None, max_examples=300)
+@given(
+    st.datetimes(min_value=dt.datetime(2020, 1, 1), max_value=dt.datetime(2030, 12, 31)),
+    st.sampled_from(["Europe/London", "America/New_York", "Australia/Sydney", "Asia/Kolkata", "UTC"]),
+)
+def test_property_every_baseline_hour_is_the_same_local_hour_of_the_week(moment, zone_name):
+    zone = ZoneInfo(zone_name)
+    hour = hour_of(moment.replace(tzinfo=dt.UTC))
+    local = hour.astimezone(zone)
+    earlier = baseline_hours(hour, 4, zone)
+    assert len(earlier) >= 3  # at most one week in four can fall in a skipped hour
+    for k, before in enumerate(earlier):
+        seen = before.astimezone(zone)
+        assert (seen.weekday(), seen.hour, seen.minute) == (local.weekday(), local.hour, local.minute)
+        assert before < hour and (k == 0 or before < earlier[k - 1])
 
 
 def test_bad_input_is_refused():
