@@ -22,6 +22,7 @@ from hubbub.inbox.escalation import do_escalate_due
 from hubbub.inbox.pipeline import process_pending
 from hubbub.publishing.actions import publish_due
 from hubbub.routing.actions import do_push_assign, do_requeue_idle
+from hubbub.routing.models import DepartmentRouting, RoutingMode
 
 log = logging.getLogger(__name__)
 # Volumes are compared per hour and idle limits are minutes: doing these more often finds nothing new.
@@ -66,11 +67,24 @@ class Worker:
             work += polled
         processed = process_pending(self.batch_size)
         self.tally.processed += processed
+        if processed:
+            self._push_new_cases()
         published = publish_due()
         self.tally.published += published
         self._housekeeping()
         # Not counted as work: drain must end, and a detection run always finds "something" to count.
         return work + processed + published
+
+    def _push_new_cases(self) -> None:
+        """New cases in push departments go to an agent at once, not at the next housekeeping."""
+        try:
+            organizations = DepartmentRouting.objects.filter(mode=RoutingMode.PUSH).values_list(
+                "department__organization_id", flat=True
+            )
+            for organization_id in sorted(set(organizations)):
+                self.tally.pushed += do_push_assign(organization_id)
+        except Exception:
+            log.exception("pushing new cases failed")
 
     def _housekeeping(self) -> None:
         """Once a minute: look for volume spikes, warn and escalate on SLA clocks, put idle agents'

@@ -294,8 +294,9 @@ def do_set_routing_mode(membership: Membership, department: Department, mode: st
 def do_push_assign(organization_id: int, now: datetime | None = None) -> int:
     """Hand the waiting cases of the organization's push departments to their online agents with
     room and the skills for them: round robin, the customer's own agent first (see
-    hubbub.routing.rotation). The worker calls it every round of housekeeping, after requeueing the
-    cases of agents who went away. Returns how many cases were assigned.
+    hubbub.routing.rotation). The worker calls it after each batch of posts that opened cases, and
+    every minute's housekeeping after requeueing the cases of agents who went away (or came back
+    online). Returns how many cases were assigned.
 
     Safe beside "next case" and other workers: push departments, agents and cases are all locked
     with SKIP LOCKED (one busy elsewhere is left for the next round), an agent's room is counted

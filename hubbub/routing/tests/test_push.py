@@ -10,6 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from hubbub.accounts.models import Availability, Role
+from hubbub.connectors.actions import do_store_events
+from hubbub.connectors.base import RawPost
 from hubbub.connectors.models import Network
 from hubbub.governance.models import AuditEvent
 from hubbub.inbox.models import Case, CaseStatus, Priority
@@ -23,6 +25,7 @@ from hubbub.routing.actions import (
 )
 from hubbub.routing.models import Assignment, DepartmentRouting, RoutingMode
 from hubbub.routing.tests.helpers import PASSWORD, answered_by, make_account, make_agent, make_case, make_org
+from hubbub.worker import Worker
 
 pytestmark = pytest.mark.django_db
 
@@ -170,6 +173,30 @@ def test_a_case_unassigned_in_the_inbox_is_pushed_again(org, account, supervisor
     assert do_push_assign(org.pk) == 1
     assert Assignment.objects.filter(case=case, released_at__isnull=True).get().user_id == ada.user_id
     assert Assignment.objects.filter(case=case).count() == 2
+
+
+def test_the_worker_pushes_a_new_post_as_soon_as_it_becomes_a_case(org, account, supervisor):
+    push(org, supervisor)
+    ada = make_agent(org, "ada")
+    worker = Worker(poll=False)
+    worker.step()  # this round's housekeeping is done: the next is a minute away
+    do_store_events(
+        account,
+        [
+            RawPost(
+                "109",
+                {
+                    "id": "109",
+                    "created_at": "2026-11-30T10:00:00Z",
+                    "content": "<p>my order never came</p>",
+                    "account": {"acct": "kim"},
+                },
+            )
+        ],
+    )
+    assert worker.step() == 1
+    case = Case.objects.get()
+    assert case.assignee_id == ada.user_id and worker.tally.pushed == 1
 
 
 def test_setting_is_validated_scoped_and_audited(org, supervisor):
