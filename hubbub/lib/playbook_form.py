@@ -732,8 +732,8 @@ def bind(form: PlaybookForm, choices: Choices, error: PlaybookError | None = Non
 
 
 def _options(spec: FieldSpec, value: FormValue, lists: Mapping[str, tuple[tuple[str, str], ...]]) -> tuple[Option, ...]:
-    if spec.kind not in ("choices", "choice", "number", "tristate"):
-        return ()
+    if spec.kind not in ("choices", "choice", "number", "tristate") or not spec.choices:
+        return ()  # a text box
     if spec.kind == "tristate":
         yes, no = spec.choices
         return (Option("true", yes, value == "true"), Option("false", no, value == "false"))
