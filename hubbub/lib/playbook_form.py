@@ -667,6 +667,7 @@ class BoundForm:
     default: tuple[BoundField, ...]
     error: PlaybookError | None = None
     place: str = ""  # the error's place for people, "" when the form has no field for it
+    anchor: str = ""  # the id of the field (or rule, or default) the error points at
     default_error: str = ""
 
 
@@ -727,8 +728,16 @@ def bind(form: PlaybookForm, choices: Choices, error: PlaybookError | None = Non
         default=fields(None, "then", form.default),
         error=error,
         place=describe_place(place) if place is not None else "",
+        anchor=_anchor(place) if place is not None else "",
         default_error=default_error,
     )
+
+
+def _anchor(place: Place) -> str:
+    if place.key:
+        section: Section = "when" if place.section == "when" else "then"
+        return field_name(place.rule, section, place.key)
+    return "default-actions" if place.rule is None else f"rule-{place.rule + 1}"
 
 
 def _options(spec: FieldSpec, value: FormValue, lists: Mapping[str, tuple[tuple[str, str], ...]]) -> tuple[Option, ...]:

@@ -255,6 +255,7 @@ def test_a_value_the_validator_refuses_is_written_as_typed_and_refused_at_its_fi
     assert describe_place(place) == "Rule 1 › Actions › Priority"
     bound = bind(round_trip(form_from_yaml(source)), Choices(), refused.value, department="sales")
     assert [f.error for f in bound.rules[0].then if f.error] == ["must be one of urgent, high, normal, low"]
+    assert bound.anchor == "rules-0-then-priority"
     assert not any(f.error for f in bound.rules[0].when) and not bound.rules[1].has_error
 
     form.rules[0].then["priority"] = "high"
@@ -267,6 +268,7 @@ def test_a_value_the_validator_refuses_is_written_as_typed_and_refused_at_its_fi
     assert refused.value.path == "rules[1].then"
     bound = bind(form, Choices(), refused.value, department="sales")
     assert bound.rules[1].error.startswith("rules[1].then: required") and bound.place == "Rule 2 › Actions"
+    assert bound.anchor == "rule-2"
 
 
 def test_error_paths_map_to_the_form_or_to_nowhere():

@@ -119,7 +119,10 @@ def test_a_bad_form_saves_nothing_points_at_the_field_and_the_running_version_st
         response = client.post(url, form_post([{"name": "Fine", "then": {"priority": "low"}}, bad]))
         text = response.content.decode()
         assert response.status_code == 400
-        assert "Rule 2 › Conditions › Followers at least: must be a whole number of followers" in text
+        assert (
+            '<a href="#rules-1-when-min_followers">Rule 2 › Conditions › Followers at least</a>: '
+            "must be a whole number of followers" in text
+        )
         assert 'id="rules-1-when-min_followers" value="lots"' in text and 'aria-invalid="true"' in text
         assert 'id="rules-1-when-min_followers-error"' in text
     assert not PlaybookDraft.objects.exists()
@@ -128,7 +131,9 @@ def test_a_bad_form_saves_nothing_points_at_the_field_and_the_running_version_st
     response = client.post(
         reverse("playbook:draft", args=["sales"]), form_post([{"name": "X", "then": {"department": "nowhere"}}])
     )
-    assert response.status_code == 400 and "Rule 1 › Actions › Department: no department" in response.content.decode()
+    assert (
+        response.status_code == 400 and "Rule 1 › Actions › Department</a>: no department" in response.content.decode()
+    )
     assert not PlaybookDraft.objects.exists()
 
 
