@@ -40,8 +40,8 @@ from hubbub.lib.priority import TIERS
 
 Kind = Literal["choices", "choice", "words", "lines", "number", "tristate", "flag"]
 Section = Literal["when", "then"]
-# The most rules a posted form may carry: more is not a playbook a person edits in a form.
-MAX_RULES = 500
+# The most rules the form shows and takes back; a longer playbook is edited in the YAML view.
+MAX_RULES = 200
 MAX_SOURCE = 200_000
 
 
@@ -191,6 +191,8 @@ def _rules_list(data: dict[str, Any]) -> list[Any]:
         return []
     if not isinstance(rules, list):
         raise PlaybookError("rules", "must be a list of rules; fix it in the YAML view")
+    if len(rules) > MAX_RULES:
+        raise PlaybookError("rules", f"the form shows at most {MAX_RULES} rules; edit this playbook in the YAML view")
     return rules
 
 

@@ -10,6 +10,7 @@ from hubbub.lib.playbook import ACTIONS, CONDITIONS, PlaybookError, compile_play
 from hubbub.lib.playbook_form import (
     ACTION_FIELDS,
     CONDITION_FIELDS,
+    MAX_RULES,
     Choices,
     Place,
     PlaybookForm,
@@ -312,6 +313,7 @@ def test_yaml_the_form_cannot_show_is_refused_with_where():
         ("default: high", "default"),
         ("base: &b {priority: high}\ndefault: *b", ""),
         ("rules: []\nrules: []", ""),
+        ("rules: [" + ", ".join(["{then: {priority: low}}"] * (MAX_RULES + 1)) + "]", "rules"),
     ]:
         with pytest.raises(PlaybookError) as refused:
             form_from_yaml(source)

@@ -206,3 +206,10 @@ def test_agents_and_other_organizations_cannot_use_the_form(client, org):
     client.post(reverse("playbook:draft", args=["sales"]), form_post([BIG_DEALS], base=SALES))
     assert not PlaybookDraft.objects.filter(organization=org).exists()
     assert client.post(reverse("playbook:form", args=["legal"]), form_post([])).status_code == 404
+
+
+def test_a_long_playbook_posts_in_one_piece(client, org, supervisor):
+    rules = [{"name": f"Rule {n}", "when": {"terms": f"word{n}"}, "then": {"priority": "low"}} for n in range(80)]
+    response = client.post(reverse("playbook:draft", args=["sales"]), form_post(rules))
+    assert response.status_code == 302
+    assert len(yaml.safe_load(PlaybookDraft.objects.get().source)["rules"]) == 80
