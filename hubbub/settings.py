@@ -149,6 +149,9 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# The structured playbook form posts some 20 fields a rule (hubbub.lib.playbook_form.MAX_RULES of
+# them at most); Django's default of 1,000 would refuse a playbook of 50 rules.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 20_000
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 

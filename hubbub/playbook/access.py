@@ -52,6 +52,16 @@ class Scope:
         return self.url("discard")
 
     @property
+    def edit_form_url(self) -> str:
+        """Where the structured form's add, remove, move and switch buttons post."""
+        return self.url("form")
+
+    @property
+    def form_url(self) -> str:
+        """The editor opened on the structured form."""
+        return f"{self.detail_url}?view=form"
+
+    @property
     def title(self) -> str:
         return f"{self.department.name} playbook" if self.department is not None else "Intake playbook"
 

@@ -150,11 +150,15 @@ def do_publish_playbook(
 
 @transaction.atomic
 def do_save_draft(
-    organization: Organization, source: str, user=None, department: Department | None = None
+    organization: Organization, source: str, user=None, department: Department | None = None, check: bool = False
 ) -> PlaybookDraft:
-    """Keep a playbook's draft as written (it need not parse yet); one per playbook, the latest wins."""
+    """Keep a playbook's draft as written (it need not parse yet); one per playbook, the latest wins.
+    `check`: refuse a draft that could not be published (PlaybookError, as publishing says it), so
+    the structured form, whose fields the supervisor cannot see as YAML, never saves a broken one."""
     if department is not None and department.organization_id != organization.pk:
         raise PlaybookError("", "no such department")
+    if check:
+        candidate_set(organization, source, department)
     # One row per playbook; update_or_create retries the read when two first saves race.
     draft, _ = PlaybookDraft.objects.update_or_create(
         organization=organization,

@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hubbub.accounts.models import Organization
+from hubbub.connectors.models import Network, SocialAccount
+from hubbub.lib.playbook import account_key
+from hubbub.lib.playbook_form import Choices
+from hubbub.listening.models import ListeningQuery
+
 
 @dataclass(frozen=True)
 class RuleRow:
@@ -56,3 +62,24 @@ def _value(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)
+
+
+def form_choices(organization: Organization) -> Choices:
+    """What the structured form's selects offer: the organization's departments, networks, brand
+    accounts and listening queries (the playbook's own templates come from its YAML)."""
+    accounts = SocialAccount.objects.filter(organization=organization).order_by("network", "handle")
+    network_names = dict(Network.choices)
+    return Choices(
+        departments=list(organization.departments.order_by("name").values_list("slug", "name")),
+        channels=list(Network.choices),
+        accounts=[
+            (f"{network}:{account_key(handle)}", f"{handle} ({network_names.get(network, network)})")
+            for network, handle in accounts.values_list("network", "handle")
+        ],
+        listening=[
+            (name, name)
+            for name in ListeningQuery.objects.filter(organization=organization)
+            .order_by("name")
+            .values_list("name", flat=True)
+        ],
+    )

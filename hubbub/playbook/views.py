@@ -14,6 +14,7 @@ from hubbub.inbox.access import can_supervise, visible_departments
 from hubbub.inbox.escalation import notifications_for
 from hubbub.inbox.views import page, partial_login_required, with_membership
 from hubbub.lib.playbook import PlaybookError, parse_yaml
+from hubbub.lib.playbook_form import PlaybookForm, apply_op, bind, form_from_post, form_from_yaml, yaml_from_form
 from hubbub.playbook import actions
 from hubbub.playbook.access import (
     Scope,
@@ -24,7 +25,7 @@ from hubbub.playbook.access import (
     access_version_to_edit,
     visible_handoffs,
 )
-from hubbub.playbook.describe import describe
+from hubbub.playbook.describe import describe, form_choices
 from hubbub.playbook.models import Playbook, PlaybookDraft
 
 MAX_SOURCE = 200_001
@@ -60,16 +61,19 @@ def playbook_list(request, membership):
 @with_membership
 def detail(request, membership, scope_slug):
     scope = access_scope(membership, scope_slug)
-    versions = list(_versions(membership, scope)[:100])
-    active = next((v for v in versions if v.is_active), None)
+    as_form = request.GET.get("view") == "form" and can_supervise(membership)
+    return _editor(request, membership, scope, _current_source(membership, scope), as_form=as_form)
+
+
+def _current_source(membership, scope: Scope) -> str:
+    """What the editor opens on: the supervisor's draft, else the running version, else a starter."""
     draft = _draft(membership, scope) if can_supervise(membership) else None
     if draft is not None:
-        source = draft.source
-    elif active is not None:
-        source = active.source
-    else:
-        source = DEPARTMENT_STARTER if scope.department is not None else actions.DEFAULT_PLAYBOOK.read_text()
-    return _editor(request, membership, scope, source, versions, active, draft=draft)
+        return draft.source
+    active = _versions(membership, scope).filter(is_active=True).first()
+    if active is not None:
+        return active.source
+    return DEPARTMENT_STARTER if scope.department is not None else actions.DEFAULT_PLAYBOOK.read_text()
 
 
 def _draft(membership, scope: Scope) -> PlaybookDraft | None:
@@ -81,18 +85,60 @@ def _draft(membership, scope: Scope) -> PlaybookDraft | None:
 
 
 def _editor(
-    request, membership, scope: Scope, source: str, versions, active, error=None, status=200, draft=None
+    request,
+    membership,
+    scope: Scope,
+    source: str,
+    error: PlaybookError | None = None,
+    status: int = 200,
+    form: PlaybookForm | None = None,
+    as_form: bool = False,
 ) -> HttpResponse:
+    """The editor page: the YAML view of `source`, or the structured form (`form`, else read from
+    `source`), with `error` shown where it points."""
+    versions = list(_versions(membership, scope)[:100])
+    can_edit = can_supervise(membership)
     context = {
         "scope": scope,
         "source": source,
         "versions": versions,
-        "active": active,
-        "draft": draft,
-        "can_edit": can_supervise(membership),
+        "active": next((v for v in versions if v.is_active), None),
+        "draft": _draft(membership, scope) if can_edit else None,
+        "can_edit": can_edit,
         **_checked(source, scope, error),
     }
+    if can_edit and (as_form or form is not None):
+        # Read from `source`, the form has its rules in the same places; a posted form was written
+        # into `source`, so `error` points at its fields too. A re-ordered unsaved form has no error.
+        pointing = context["error"] if form is None else error
+        context["form"] = _bound_form(membership, scope, source, form, pointing)
     return page(request, membership, "playbook/edit.html", context, status=status)
+
+
+def _bound_form(membership, scope: Scope, source: str, form: PlaybookForm | None, error: PlaybookError | None):
+    """The structured form as the page shows it; a YAML the form cannot show gives its reason instead."""
+    if form is None:
+        try:
+            form = form_from_yaml(source)
+        except PlaybookError as exc:
+            return {"unreadable": exc}
+    slug = scope.department.slug if scope.department is not None else None
+    return bind(form, form_choices(membership.organization), error, department=slug)
+
+
+def _posted_form(request) -> PlaybookForm | None:
+    """The structured form, when the page posted it (it carries the YAML it was read from as `base`)."""
+    if "base" not in request.POST:
+        return None
+    return form_from_post(request.POST, request.POST.getlist)
+
+
+def _posted_source(request, form: PlaybookForm | None) -> str:
+    """The draft as YAML: the YAML editor's text, or the form written into its YAML (PlaybookError
+    when that YAML is not one the form can edit)."""
+    if form is None:
+        return request.POST.get("source", "")[:MAX_SOURCE]
+    return yaml_from_form(form)[:MAX_SOURCE]
 
 
 def _checked(source: str, scope: Scope, error: PlaybookError | None = None) -> dict[str, Any]:
@@ -128,15 +174,15 @@ def version(request, membership, playbook_id):
 @with_membership
 def publish(request, membership, scope_slug):
     scope = access_scope_to_edit(membership, scope_slug)
-    source = request.POST.get("source", "")[:MAX_SOURCE]
+    form = _posted_form(request)
+    source = form.base if form is not None else ""
     try:
+        source = _posted_source(request, form)
         published = actions.do_publish_playbook(
             membership.organization, source, user=request.user, department=scope.department
         )
     except PlaybookError as exc:
-        versions = list(_versions(membership, scope)[:100])
-        active = next((v for v in versions if v.is_active), None)
-        return _editor(request, membership, scope, source, versions, active, error=exc, status=400)
+        return _editor(request, membership, scope, source, error=exc, status=400, form=form)
     messages.success(request, f"Published {scope.title.lower()} version {published.version}; new posts follow it.")
     return redirect(scope.detail_url)
 
@@ -145,11 +191,39 @@ def publish(request, membership, scope_slug):
 @require_POST
 @with_membership
 def save_draft(request, membership, scope_slug):
+    """From the YAML view, the text as written; from the form, only a draft that could be published."""
     scope = access_scope_to_edit(membership, scope_slug)
-    source = request.POST.get("source", "")[:MAX_SOURCE]
-    actions.do_save_draft(membership.organization, source, user=request.user, department=scope.department)
+    form = _posted_form(request)
+    source = form.base if form is not None else ""
+    try:
+        source = _posted_source(request, form)
+        actions.do_save_draft(
+            membership.organization, source, user=request.user, department=scope.department, check=form is not None
+        )
+    except PlaybookError as exc:
+        return _editor(request, membership, scope, source, error=exc, status=400, form=form)
     messages.success(request, "Draft saved. It is not running until you publish it.")
-    return redirect(scope.detail_url)
+    return redirect(scope.form_url if form is not None else scope.detail_url)
+
+
+@login_required
+@require_POST
+@with_membership
+def edit_form(request, membership, scope_slug):
+    """The structured form's own buttons, which save nothing: add, remove or move a rule (`op`),
+    switch to the YAML view (`op=yaml`), or open the YAML editor's text as a form (no `base`)."""
+    scope = access_scope_to_edit(membership, scope_slug)
+    form = _posted_form(request)
+    source = form.base if form is not None else request.POST.get("source", "")[:MAX_SOURCE]
+    op = request.POST.get("op", "")
+    try:
+        form = form if form is not None else form_from_yaml(source)
+        if op == "yaml":
+            return _editor(request, membership, scope, _posted_source(request, form))
+    except PlaybookError as exc:
+        # The YAML view keeps the text, with the reason the form cannot show it.
+        return _editor(request, membership, scope, source, error=exc, status=400)
+    return _editor(request, membership, scope, source, form=apply_op(form, op))
 
 
 @login_required
@@ -194,7 +268,8 @@ def validate(request, membership, scope_slug):
 @with_membership
 def dry_run(request, membership, scope_slug):
     scope = access_scope_to_edit(membership, scope_slug)
-    source = request.POST.get("source", "")[:MAX_SOURCE]
+    form = _posted_form(request)
+    source = form.base if form is not None else ""
     days = _days(request.POST.get("days"))
     visible = membership.visible_department_ids()
     sees_triage = can_supervise(membership)
@@ -203,9 +278,11 @@ def dry_run(request, membership, scope_slug):
         return department_id in visible or (needs_triage and sees_triage)
 
     try:
+        source = _posted_source(request, form)
         report = actions.do_dry_run(membership.organization, source, scope.department, days=days, shown=shown)
     except PlaybookError as exc:
-        return render(request, "playbook/_checked.html", {"scope": scope, "source": source, "error": exc})
+        context = {"scope": scope, "source": source, "error": exc, "in_form": form is not None}
+        return render(request, "playbook/_checked.html", context)
     return render(request, "playbook/_dry_run.html", {"report": report, "days": days})
 
 

@@ -56,3 +56,58 @@ def test_supervisor_writes_dry_runs_publishes_and_rolls_back(live_server, transa
     running = Playbook.objects.get(organization=org, department__slug="sales", is_active=True)
     assert (running.version, running.restored_from) == (4, 2)
     assert not [e for e in errors if "Content Security Policy" in e], errors
+
+
+def test_supervisor_adds_a_rule_in_the_form_dry_runs_and_publishes_it(live_server, transactional_db, browser_page):
+    org = make_org("Acme", "acme")
+    user = User.objects.create_user("sam", password="sam-pass-123")
+    do_add_member(org, user, "supervisor", ["sales"])
+    lead = make_case(make_account(org), "sales", subject="a contract for 50 seats", text="a contract for 50 seats")
+    Case.objects.filter(pk=lead.pk).update(intent="sales_lead")
+
+    page = browser_page
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", "sam")
+    page.fill("#id_password", "sam-pass-123")
+    page.click("button[type=submit]")
+    page.click("nav.mainnav >> text=Playbooks")
+    page.click("text=Sales playbook")
+
+    page.click("#to-form")
+    page.click("#add-rule")
+    page.fill("#rules-0-name", "Contracts <b>to legal</b>")
+    page.fill("#rules-0-when-terms", "contract\nlawyer")
+    page.select_option("#rules-0-then-department", "legal")
+    page.check("input[name=rules-0-then-notify][value=marketing]")
+
+    page.click("text=Dry run")
+    report = page.locator("#dry-run")
+    report.get_by_text("a contract for 50 seats").first.wait_for()  # moved, and notified
+    assert "1 would be handled differently" in " ".join(report.inner_text().split())
+
+    page.click("button[type=submit].primary")
+    page.get_by_text("Published sales playbook version 2").wait_for()
+    check = page.locator("#playbook-check")
+    check.get_by_text("Contracts <b>to legal</b>").wait_for()
+    check.get_by_text("terms: contract, lawyer").wait_for()
+    running = Playbook.objects.get(organization=org, department__slug="sales", is_active=True)
+    assert running.rules["rules"] == [
+        {
+            "name": "Contracts <b>to legal</b>",
+            "when": {"terms": ["contract", "lawyer"]},
+            "then": {"department": "legal", "notify": ["marketing"]},
+        }
+    ]
+    # The starter's comments are still in the published YAML.
+    assert running.source.startswith("# Posts the intake playbook sends to this department")
+
+    # A mistake in the form is shown at its field, and nothing is saved.
+    page.goto(f"{live_server.url}/playbooks/departments/sales/?view=form")
+    page.locator("summary", has_text="Contracts").click()
+    page.fill("#rules-0-when-min_followers", "lots")
+    page.click("#form-save")
+    page.locator("#rules-0-when-min_followers-error").get_by_text("must be a whole number of followers").wait_for()
+    assert Playbook.objects.get(organization=org, department__slug="sales", is_active=True).pk == running.pk
+    assert not [e for e in errors if "Content Security Policy" in e], errors
