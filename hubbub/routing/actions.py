@@ -217,6 +217,9 @@ def do_set_availability(membership: Membership, availability: str) -> Membership
         membership.availability_changed_at = timezone.now()
         membership.save(update_fields=["availability", "availability_changed_at"])
         do_audit(membership.organization, membership.user, "agent.availability", membership, availability=availability)
+        if availability == Availability.ONLINE:
+            # In a push department, an agent who comes online gets work now, not at the next minute's push.
+            do_push_assign(membership.organization_id)
     return membership
 
 

@@ -94,9 +94,10 @@ def test_full_and_away_agents_are_skipped(org, account, supervisor):
     assert not Case.objects.filter(assignee=away.user).exists()
     # Nobody has room: nothing happens, and nothing is held.
     assert do_push_assign(org.pk) == 0
+    # Coming online is enough: the waiting case is pushed to them at once.
     do_set_availability(away, Availability.ONLINE)
-    assert do_push_assign(org.pk) == 1
     assert holders(cases[2]) == [away.user_id]
+    assert do_push_assign(org.pk) == 0
 
 
 def test_language_and_channel_skills(org, account, supervisor):
