@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=50)
     parser.add_argument("--asks", type=int, default=40, help="next-case requests per agent")
     parser.add_argument("--reuse", action="store_true", help="keep the filled database of the last run")
+    parser.add_argument("--database", default=DATABASE, help="the throw-away database's name")
     parser.add_argument(
         "--back-to-back",
         action="store_true",
@@ -52,9 +53,11 @@ def main() -> None:
     if not url.startswith(("postgres://", "postgresql://")):
         sys.exit("set HUBBUB_DATABASE_URL=postgres://…: this benchmark measures PostgreSQL")
     base = url.rsplit("/", 1)[0]
-    os.environ["HUBBUB_DATABASE_URL"] = f"{base}/{DATABASE}"
+    if not args.database.replace("_", "").isalnum():
+        sys.exit("--database: letters, digits and underscores only")
+    os.environ["HUBBUB_DATABASE_URL"] = f"{base}/{args.database}"
     if not args.reuse:
-        _recreate_database(base)
+        _recreate_database(base, args.database)
     _setup_django()
     from django.core.management import call_command
 
@@ -118,12 +121,12 @@ def _setup_django() -> None:
     django.setup()
 
 
-def _recreate_database(base_url: str) -> None:
+def _recreate_database(base_url: str, name: str) -> None:
     import psycopg
 
     with psycopg.connect(f"{base_url}/postgres", autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        connection.execute(f"CREATE DATABASE {DATABASE}")
+        connection.execute(f"DROP DATABASE IF EXISTS {name}")
+        connection.execute(f"CREATE DATABASE {name}")
 
 
 def _constant_columns(model, generated: set[str]) -> tuple[list[str], list]:

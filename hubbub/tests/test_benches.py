@@ -70,6 +70,8 @@ def test_the_next_case_bench_runs():
         "3",
         "--asks",
         "3",
+        "--database",
+        "hubbub_bench_routing_smoke",  # not the full-size one a benchmark may --reuse
         database_url=os.environ["HUBBUB_DATABASE_URL"],
     )
     assert "handed twice: 0" in out
