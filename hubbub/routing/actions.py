@@ -12,6 +12,7 @@ the active holder of a case.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,8 @@ from hubbub.routing import postgres
 from hubbub.routing.models import Assignment, DepartmentRouting, ReleaseReason, RoutingMode
 from hubbub.routing.rotation import Agent, Waiting
 from hubbub.routing.rotation import plan as rotation_plan
+
+log = logging.getLogger(__name__)
 
 # A customer whose latest agent reply (Customer.last_agent) is this recent is that agent's
 # customer ("sticky").
@@ -219,7 +222,10 @@ def do_set_availability(membership: Membership, availability: str) -> Membership
         do_audit(membership.organization, membership.user, "agent.availability", membership, availability=availability)
         if availability == Availability.ONLINE:
             # In a push department, an agent who comes online gets work now, not at the next minute's push.
-            do_push_assign(membership.organization_id)
+            try:
+                do_push_assign(membership.organization_id)  # its own savepoint: a failure undoes only the push
+            except Exception:
+                log.exception("pushing cases to %s failed; the worker tries again within a minute", membership.pk)
     return membership
 
 

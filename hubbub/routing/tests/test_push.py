@@ -176,6 +176,20 @@ def test_a_case_unassigned_in_the_inbox_is_pushed_again(org, account, supervisor
     assert Assignment.objects.filter(case=case).count() == 2
 
 
+def test_a_failed_push_does_not_keep_an_agent_from_coming_online(org, account, supervisor, monkeypatch):
+    push(org, supervisor)
+    away = make_agent(org, "away", online=False)
+    make_case(org, account)
+
+    def broken(organization_id):
+        raise RuntimeError("database hiccup")
+
+    monkeypatch.setattr("hubbub.routing.actions.do_push_assign", broken)
+    do_set_availability(away, Availability.ONLINE)
+    away.refresh_from_db()
+    assert away.availability == Availability.ONLINE
+
+
 def test_the_worker_pushes_a_new_post_as_soon_as_it_becomes_a_case(org, account, supervisor):
     push(org, supervisor)
     ada = make_agent(org, "ada")
