@@ -269,8 +269,9 @@ def hand_out(
     for field in defaulted:
         params[f"d_{field.attname}"] = field.get_db_prep_save(field.get_default(), connection)
     # Django's cursors bind parameters client-side, which cannot prepare: this one binds them on
-    # the server, on Django's connection and so in its transaction if it has one.
-    with psycopg.Cursor(raw) as cursor:
+    # the server, on Django's connection and so in its transaction if it has one. Its errors are
+    # turned into Django's, as a Django cursor's would be.
+    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
         for attempt in range(1, HAND_OUT_ATTEMPTS + 1):
             with raw.pipeline():
                 cursor.execute(LOCK_AGENT, params, prepare=True)

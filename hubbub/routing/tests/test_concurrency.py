@@ -11,7 +11,7 @@ import time
 from collections import Counter
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import OperationalError, connection, connections, transaction
 
 from hubbub.accounts.models import Membership
 from hubbub.inbox.models import Case, CaseStatus, Priority
@@ -125,6 +125,37 @@ def test_a_click_that_waits_for_the_agents_lock_counts_what_the_click_before_too
     assert len(outcome) == 1 and isinstance(outcome[0], RoutingError), outcome
     assert "capacity" in str(outcome[0])
     assert list(Case.objects.filter(assignee=agent.user).values_list("pk", flat=True)) == [taken_first.pk]
+
+
+def test_a_database_error_while_handing_out_is_djangos_and_leaves_the_connection_usable():
+    # hand_out runs on a raw psycopg cursor; its errors must still be Django's, as every caller
+    # (and Django's own connection bookkeeping) expects.
+    org = make_org()
+    account = make_account(org)
+    make_case(org, account)
+    agent = make_agent(org, "ada")
+    outcome: list[object] = []
+
+    def click_with_a_short_timeout():
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SET statement_timeout = 200")
+            try:
+                do_next_case(agent)
+            except BaseException as exc:
+                outcome.append(exc)
+            outcome.append(Case.objects.count())  # the same connection answers afterwards
+        finally:
+            connections.close_all()
+
+    waiter = threading.Thread(target=click_with_a_short_timeout)
+    with transaction.atomic():
+        Membership.objects.select_for_update().get(pk=agent.pk)  # another click holds the agent's lock
+        waiter.start()
+        waiter.join(timeout=60)
+    assert len(outcome) == 2, outcome
+    assert isinstance(outcome[0], OperationalError) and "statement timeout" in str(outcome[0]), outcome
+    assert outcome[1] == 1
 
 
 def _wait_until_a_request_waits_for_a_lock() -> None:
