@@ -6,6 +6,7 @@ from django.contrib.auth.models import User
 from hubbub.accounts.actions import do_add_member
 from hubbub.inbox.tests.test_views import make_account, make_case, make_org
 from hubbub.listening.models import ListeningQuery
+from hubbub.testing.browser import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.sqlite_only]
 
@@ -18,12 +19,7 @@ def test_supervisor_writes_a_query_with_live_errors_and_a_preview(live_server, t
     make_case(make_account(org, handle="@other@social.example"), text="acme is great")
 
     page = browser_page
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", "sam")
-    page.fill("#id_password", "sam-pass-123")
-    page.click("button[type=submit]")
+    errors = log_in(page, live_server.url, "sam", "sam-pass-123")
     page.click("nav.mainnav >> text=Listening")
     page.click("text=New query")
 

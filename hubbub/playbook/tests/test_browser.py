@@ -8,6 +8,7 @@ from hubbub.accounts.actions import do_add_member
 from hubbub.inbox.models import Case
 from hubbub.inbox.tests.test_views import make_account, make_case, make_org
 from hubbub.playbook.models import Playbook
+from hubbub.testing.browser import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.sqlite_only]
 
@@ -20,12 +21,7 @@ def test_supervisor_writes_dry_runs_publishes_and_rolls_back(live_server, transa
     Case.objects.filter(pk=lead.pk).update(intent="sales_lead")
 
     page = browser_page
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", "sam")
-    page.fill("#id_password", "sam-pass-123")
-    page.click("button[type=submit]")
+    errors = log_in(page, live_server.url, "sam", "sam-pass-123")
     page.click("nav.mainnav >> text=Playbooks")
     page.click("text=Sales playbook")
 
@@ -66,12 +62,7 @@ def test_supervisor_adds_a_rule_in_the_form_dry_runs_and_publishes_it(live_serve
     Case.objects.filter(pk=lead.pk).update(intent="sales_lead")
 
     page = browser_page
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", "sam")
-    page.fill("#id_password", "sam-pass-123")
-    page.click("button[type=submit]")
+    errors = log_in(page, live_server.url, "sam", "sam-pass-123")
     page.click("nav.mainnav >> text=Playbooks")
     page.click("text=Sales playbook")
 
