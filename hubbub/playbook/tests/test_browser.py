@@ -13,17 +13,23 @@ from hubbub.testing.browser import log_in
 pytestmark = [pytest.mark.browser, pytest.mark.sqlite_only]
 
 
-def test_supervisor_writes_dry_runs_publishes_and_rolls_back(live_server, transactional_db, browser_page):
-    org = make_org("Acme", "acme")
+def open_sales_playbook(page, base_url: str, org) -> list[str]:
+    """A sales lead in the queue, and its supervisor on the sales playbook's page; returns the
+    page's console errors."""
     user = User.objects.create_user("sam", password="sam-pass-123")
     do_add_member(org, user, "supervisor", ["sales"])
     lead = make_case(make_account(org), "sales", subject="a contract for 50 seats", text="a contract for 50 seats")
     Case.objects.filter(pk=lead.pk).update(intent="sales_lead")
-
-    page = browser_page
-    errors = log_in(page, live_server.url, "sam", "sam-pass-123")
+    errors = log_in(page, base_url, "sam", "sam-pass-123")
     page.click("nav.mainnav >> text=Playbooks")
     page.click("text=Sales playbook")
+    return errors
+
+
+def test_supervisor_writes_dry_runs_publishes_and_rolls_back(live_server, transactional_db, browser_page):
+    org = make_org("Acme", "acme")
+    page = browser_page
+    errors = open_sales_playbook(page, live_server.url, org)
 
     source = page.locator("#playbook-source")
     source.fill("")
@@ -56,15 +62,8 @@ def test_supervisor_writes_dry_runs_publishes_and_rolls_back(live_server, transa
 
 def test_supervisor_adds_a_rule_in_the_form_dry_runs_and_publishes_it(live_server, transactional_db, browser_page):
     org = make_org("Acme", "acme")
-    user = User.objects.create_user("sam", password="sam-pass-123")
-    do_add_member(org, user, "supervisor", ["sales"])
-    lead = make_case(make_account(org), "sales", subject="a contract for 50 seats", text="a contract for 50 seats")
-    Case.objects.filter(pk=lead.pk).update(intent="sales_lead")
-
     page = browser_page
-    errors = log_in(page, live_server.url, "sam", "sam-pass-123")
-    page.click("nav.mainnav >> text=Playbooks")
-    page.click("text=Sales playbook")
+    errors = open_sales_playbook(page, live_server.url, org)
 
     page.click("#to-form")
     page.click("#add-rule")
