@@ -223,7 +223,9 @@ def edit_form(request, membership, scope_slug):
     except PlaybookError as exc:
         # The YAML view keeps the text, with the reason the form cannot show it.
         return _editor(request, membership, scope, source, error=exc, status=400)
-    return _editor(request, membership, scope, source, form=apply_op(form, op))
+    changed = apply_op(form, op)
+    # The structured view beside the form describes the unsaved rules as they now stand.
+    return _editor(request, membership, scope, _posted_source(request, changed), form=changed)
 
 
 @login_required

@@ -144,6 +144,9 @@ def test_add_move_and_remove_save_nothing(client, org, supervisor):
     two = [BIG_DEALS, {"origin": "", "name": "Second", "then": {"priority": "low"}}]
     moved = client.post(url, form_post(two, op="up:1")).content.decode()
     assert moved.index('value="Second"') < moved.index('value="Big deals"')
+    # The structured view beside the form follows the unsaved order too.
+    panel = moved[moved.index('id="playbook-check"') :]
+    assert panel.index("<strong>Second</strong>") < panel.index("<strong>Big deals</strong>")
     removed = client.post(url, form_post(two, op="remove:0")).content.decode()
     assert 'value="Big deals"' not in removed and 'value="Second"' in removed
     as_yaml = client.post(url, form_post(two, op="yaml")).content.decode()
