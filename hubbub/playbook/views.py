@@ -62,17 +62,10 @@ def playbook_list(request, membership):
 def detail(request, membership, scope_slug):
     scope = access_scope(membership, scope_slug)
     as_form = request.GET.get("view") == "form" and can_supervise(membership)
-    return _editor(request, membership, scope, _current_source(membership, scope), as_form=as_form)
+    return _editor(request, membership, scope, None, as_form=as_form)
 
 
-def _current_source(membership, scope: Scope) -> str:
-    """What the editor opens on: the supervisor's draft, else the running version, else a starter."""
-    draft = _draft(membership, scope) if can_supervise(membership) else None
-    if draft is not None:
-        return draft.source
-    active = _versions(membership, scope).filter(is_active=True).first()
-    if active is not None:
-        return active.source
+def _starter(scope: Scope) -> str:
     return DEPARTMENT_STARTER if scope.department is not None else actions.DEFAULT_PLAYBOOK.read_text()
 
 
@@ -88,22 +81,27 @@ def _editor(
     request,
     membership,
     scope: Scope,
-    source: str,
+    source: str | None,
     error: PlaybookError | None = None,
     status: int = 200,
     form: PlaybookForm | None = None,
     as_form: bool = False,
 ) -> HttpResponse:
     """The editor page: the YAML view of `source`, or the structured form (`form`, else read from
-    `source`), with `error` shown where it points."""
+    `source`), with `error` shown where it points. No `source`: what the editor opens on, the
+    supervisor's draft, else the running version, else a starter."""
     versions = list(_versions(membership, scope)[:100])
+    active = next((v for v in versions if v.is_active), None)
     can_edit = can_supervise(membership)
+    draft = _draft(membership, scope) if can_edit else None
+    if source is None:
+        source = draft.source if draft else active.source if active else _starter(scope)
     context = {
         "scope": scope,
         "source": source,
         "versions": versions,
-        "active": next((v for v in versions if v.is_active), None),
-        "draft": _draft(membership, scope) if can_edit else None,
+        "active": active,
+        "draft": draft,
         "can_edit": can_edit,
         **_checked(source, scope, error),
     }
