@@ -550,6 +550,13 @@ def _check_departments(playbook: CompiledPlaybook, departments: set[str], prefix
                 )
 
 
+def yaml_error(exc: yaml.YAMLError) -> PlaybookError:
+    """PyYAML's complaint, pointing at its line and column."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return PlaybookError(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")
+
+
 def parse_yaml(source: str, department: str | None = None) -> dict[str, Any]:
     """YAML text -> the plain data stored in Playbook.rules. Raises PlaybookError."""
     if len(source) > 200_000:
@@ -557,9 +564,7 @@ def parse_yaml(source: str, department: str | None = None) -> dict[str, Any]:
     try:
         data = yaml.safe_load(source)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise PlaybookError(where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        raise yaml_error(exc) from exc
     if data is None and department is not None:
         data = {}
     if not isinstance(data, dict):

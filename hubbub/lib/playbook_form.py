@@ -35,7 +35,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
 
 from hubbub.lib.classify import LABELS
-from hubbub.lib.playbook import INTENTS, PRIORITIES, SENTIMENTS, PlaybookError
+from hubbub.lib.playbook import INTENTS, PRIORITIES, SENTIMENTS, PlaybookError, yaml_error
 from hubbub.lib.priority import TIERS
 
 Kind = Literal["choices", "choice", "words", "lines", "number", "tristate", "flag"]
@@ -116,8 +116,14 @@ class PlaybookForm:
 def form_from_yaml(source: str) -> PlaybookForm:
     """The form for a playbook's YAML. Raises PlaybookError (with the path) for YAML the form cannot
     show: one that does not parse, or whose rules or default are not the mappings a playbook has."""
+    return _read(source)[0]
+
+
+def _read(source: str) -> tuple[PlaybookForm, CommentedMap, YAML]:
+    """The form for `source`, with the round-trip tree it writes into (which must load too, e.g.
+    no duplicate keys) and the dumper that indents as `source` does."""
     data = _plain(source)
-    _yaml_tree(source)  # what the form writes into must load too (e.g. no duplicate keys)
+    tree, dumper = _yaml_tree(source)
     default = data.get("default") or {}
     if not isinstance(default, dict):
         raise PlaybookError("default", "must be a mapping of actions; fix it in the YAML view")
@@ -134,7 +140,7 @@ def form_from_yaml(source: str) -> PlaybookForm:
             sections[section] = _section_values(section, values)
         name = item.get("name")
         rules.append(RuleForm(origin=index, name="" if name is None else str(name), **sections))
-    return PlaybookForm(base=source, rules=rules, default=_section_values("then", default))
+    return PlaybookForm(base=source, rules=rules, default=_section_values("then", default)), tree, dumper
 
 
 def _section_values(section: Section, values: dict[str, Any]) -> dict[str, FormValue]:
@@ -175,9 +181,8 @@ def _plain(source: str) -> dict[str, Any]:
                 raise PlaybookError("", "the form cannot edit YAML anchors and aliases; edit it in the YAML view")
         data = yaml.safe_load(source)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise PlaybookError(where, f"not valid YAML: {getattr(exc, 'problem', exc)}; fix it in the YAML view") from exc
+        error = yaml_error(exc)
+        raise PlaybookError(error.path, f"{error.message}; fix it in the YAML view") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -321,10 +326,9 @@ def apply_op(form: PlaybookForm, op: str) -> PlaybookForm:
 def yaml_from_form(form: PlaybookForm) -> str:
     """The form written into the YAML it was read from. Raises PlaybookError when that YAML is
     not one the form can edit (then nothing is written)."""
-    before = form_from_yaml(form.base)  # the values as read, to tell what the supervisor changed
+    before, tree, dumper = _read(form.base)  # the values as read tell what the supervisor changed
     if form.rules == before.rules and form.default == before.default:
         return form.base
-    tree, dumper = _yaml_tree(form.base)
     only_comments = not tree and bool(form.base.strip())
     old_rules = tree.get("rules")
     old_items = list(old_rules) if isinstance(old_rules, CommentedSeq) else []
