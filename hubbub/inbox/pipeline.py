@@ -205,7 +205,7 @@ class _Threader:
             for i in Identity.objects.filter(
                 organization_id=self.organization_id,
                 network__in={n for n, _ in handles},
-                handle__in={h for _, h in handles},
+                handle__among={h for _, h in handles},
             ).annotate(customer_tier=F("customer__tier"))  # routing and scoring read it; no Customer rows
         }
         customer_ids = {i.customer_id for i in self.identities.values()}
