@@ -20,6 +20,13 @@ from hubbub.worker import Worker
 FIXTURE = Path(__file__).parents[2] / "connectors" / "twcs" / "tests" / "fixtures" / "sample.csv"
 
 
+def imported_account(org) -> SocialAccount:
+    """The brand's X account as `hubbub import` makes it: posts come from a file, nothing is polled."""
+    return SocialAccount.objects.create(
+        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
+    )
+
+
 @pytest.fixture
 def org(db):
     organization = do_create_organization("Acme", "acme")
@@ -95,9 +102,7 @@ def test_importing_twice_doubles_nothing(org):
 
 
 def test_redelivered_post_under_a_new_event_is_not_threaded_twice(org):
-    account = SocialAccount.objects.create(
-        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
-    )
+    account = imported_account(org)
     row = {
         "tweet_id": "1",
         "author_id": "9",
@@ -139,9 +144,7 @@ def test_a_batch_killed_midway_is_done_again_whole(org, monkeypatch):
 
 def test_new_post_outside_the_window_opens_a_new_case(org, settings):
     settings.HUBBUB_THREAD_WINDOW_HOURS = 1
-    account = SocialAccount.objects.create(
-        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
-    )
+    account = imported_account(org)
 
     def row(tweet_id, when):
         return RawPost(
@@ -166,9 +169,7 @@ def test_new_post_outside_the_window_opens_a_new_case(org, settings):
 
 
 def test_playbook_routes_legal_threats_and_private_data(org):
-    account = SocialAccount.objects.create(
-        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
-    )
+    account = imported_account(org)
 
     def row(tweet_id, author, text):
         return RawPost(
@@ -212,9 +213,7 @@ def _customer_post(account, tweet_id: str, author: str, text: str) -> None:
 
 
 def test_listening_queries_mark_cases_and_route_what_no_rule_claims(org):
-    account = SocialAccount.objects.create(
-        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
-    )
+    account = imported_account(org)
     operations = Department.objects.get(organization=org, slug="operations")
     do_save_query(org, None, name="Battery", query='battery NEAR/3 hot OR "battery swollen"', department=operations)
     _customer_post(account, "1", "7", "my phone battery got really hot overnight, is that normal?")
@@ -235,9 +234,7 @@ def test_listening_queries_mark_cases_and_route_what_no_rule_claims(org):
 
 
 def test_noise_is_filtered_before_threading_and_kept_for_review(org):
-    account = SocialAccount.objects.create(
-        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
-    )
+    account = imported_account(org)
     text = "Boycott @acme until they stop testing on animals, share this everywhere now please!"
     for n in range(6):
         _customer_post(account, str(n + 1), f"user{n}", text)
@@ -250,9 +247,7 @@ def test_noise_is_filtered_before_threading_and_kept_for_review(org):
 
 
 def test_what_a_post_says_can_raise_the_playbook_priority_but_never_lower_it(org):
-    account = SocialAccount.objects.create(
-        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
-    )
+    account = imported_account(org)
     _customer_post(account, "1", "7", "@acme you stole my money, you liars, a disgrace, I blame you entirely")
     _customer_post(account, "2", "8", "@acme what time does the Leeds store open on Sunday?")
     drain()
@@ -264,9 +259,7 @@ def test_what_a_post_says_can_raise_the_playbook_priority_but_never_lower_it(org
 
 
 def test_playbook_tags_and_approval_reach_the_case(org):
-    account = SocialAccount.objects.create(
-        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
-    )
+    account = imported_account(org)
     _customer_post(account, "1", "7", "@acme I will sue you, my lawyer is preparing a lawsuit over this")
     drain()
     case = Case.objects.get(customer__identities__handle="7")
@@ -285,9 +278,7 @@ def test_first_response_due_counts_business_hours_only(org):
         '          fri: "09:00-17:00"}\n'
         "default: {department: customer-service, priority: normal, first_response_minutes: 60}\n",
     )
-    account = SocialAccount.objects.create(
-        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
-    )
+    account = imported_account(org)
     # Saturday 4 November 2017, 10:00 UTC: the clock starts on Monday at 09:00 London time (GMT).
     row = {
         "tweet_id": "1",

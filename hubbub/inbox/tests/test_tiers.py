@@ -8,12 +8,12 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from hubbub.accounts.models import Role
-from hubbub.connectors.models import Network, SocialAccount
+from hubbub.connectors.models import Network
 from hubbub.governance.models import AuditEvent
 from hubbub.inbox import actions as inbox_actions
 from hubbub.inbox.actions import CaseActionError, do_correct_labels, do_import_tiers, do_set_customer_tier
 from hubbub.inbox.models import Case, CaseStatus, Customer, Identity, Priority, Tier
-from hubbub.inbox.tests.test_pipeline import _customer_post, drain
+from hubbub.inbox.tests.test_pipeline import _customer_post, drain, imported_account
 from hubbub.inbox.tests.test_views import HOSTILE, PASSWORD, make_account, make_case, make_member, make_org
 from hubbub.lib.priority import TIERS
 from hubbub.lib.tierlist import TierRow
@@ -26,9 +26,7 @@ def org(db):
 
 @pytest.fixture
 def twitter(org):
-    return SocialAccount.objects.create(
-        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
-    )
+    return imported_account(org)
 
 
 def write_csv(tmp_path, text: str, name="vips.csv"):

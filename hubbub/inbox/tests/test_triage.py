@@ -9,10 +9,10 @@ from django.urls import reverse
 from hubbub.accounts.models import Role
 from hubbub.connectors.actions import do_store_events
 from hubbub.connectors.base import RawPost
-from hubbub.connectors.models import Network, SocialAccount
 from hubbub.governance.models import AuditEvent
 from hubbub.inbox.actions import CaseActionError, do_correct_labels
 from hubbub.inbox.models import Case
+from hubbub.inbox.tests.test_pipeline import imported_account
 from hubbub.inbox.tests.test_views import HOSTILE, PASSWORD, make_member, make_org
 from hubbub.understanding import actions as understanding
 from hubbub.understanding.models import LabelCorrection, ModelState, TrainedModel
@@ -37,9 +37,7 @@ def org(db):
 
 @pytest.fixture
 def account(org):
-    return SocialAccount.objects.create(
-        organization=org, network=Network.TWITTER, handle="acme", settings={"imported": True}, polling_enabled=False
-    )
+    return imported_account(org)
 
 
 def post(account, tweet_id: str, author: str, text: str) -> None:
