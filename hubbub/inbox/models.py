@@ -295,18 +295,14 @@ class Case(models.Model):
         ]
 
     def set_priority(self, level: int, playbook) -> list[str]:
-        """A new priority, and the clocks that go with it (see retarget_sla). Returns the changed fields."""
-        self.priority = level
-        return ["priority", *self.retarget_sla(playbook)]
-
-    def retarget_sla(self, playbook) -> list[str]:
-        """A new priority takes its SLA policy's targets: the resolution clock, and the first-response
+        """A new priority, with its SLA policy's targets: the resolution clock, and the first-response
         clock while unanswered, are worked out again from the opening, later by the business time the
         case has spent paused. A clock whose priority has no target in the policy keeps its due time,
-        as does a running next-response clock (its start is not kept)."""
+        as does a running next-response clock (its start is not kept). Returns the changed fields."""
+        self.priority = level
         policy = _policy(playbook)
         paused = dt.timedelta(seconds=self.sla_paused_seconds)
-        fields = []
+        moved = []
         for clock in ("first_response", "resolution"):
             if clock == "first_response" and self.first_responded_at is not None:
                 continue
@@ -317,13 +313,13 @@ class Case(models.Model):
             warn = sla.due_at(self.opened_at, target * policy.warn_at + paused, policy.calendar)
             setattr(self, f"{clock}_due_at", due)
             setattr(self, f"{clock}_warn_at", min(warn, due))
-            fields += [f"{clock}_due_at", f"{clock}_warn_at"]
-        if fields:
-            self.sla_alert_at = self._earliest_look()
-            # A new clock starts unflagged; the housekeeping flags it again if it is already late.
-            self.sla_flag = SlaFlag.NONE
-            fields += ["sla_alert_at", "sla_flag"]
-        return fields
+            moved += [f"{clock}_due_at", f"{clock}_warn_at"]
+        if not moved:
+            return ["priority"]
+        self.sla_alert_at = self._earliest_look()
+        # A new clock starts unflagged; the housekeeping flags it again if it is already late.
+        self.sla_flag = SlaFlag.NONE
+        return ["priority", *moved, "sla_alert_at", "sla_flag"]
 
     def brand_replied(self, at: dt.datetime) -> list[str]:
         """The brand answered: the first-response clock (if running) and the next-response clock stop,
