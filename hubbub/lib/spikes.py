@@ -72,8 +72,6 @@ def baseline_hours(hour: dt.datetime, weeks: int, zone: dt.tzinfo = dt.UTC) -> l
     """The UTC hours that were the same local hour of the week in each of the previous `weeks` weeks,
     most recent first. A week in which that local hour did not exist (the clocks went forward
     through it) is left out."""
-    if zone is dt.UTC:
-        return [hour - WEEK * k for k in range(1, weeks + 1)]
     wall = hour.astimezone(zone).replace(tzinfo=None)
     hours = []
     for k in range(1, weeks + 1):
