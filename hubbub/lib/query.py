@@ -21,14 +21,14 @@ A query must have something positive every match needs (a term or a field): `-sp
 `acme OR -spam` would match almost every post, so they are refused.
 
 Matching many queries: each post is normalised once into " word word … " (case-folded, words
-separated by single spaces). Every term, phrase and wildcard of every query is a key in one
-Aho-Corasick automaton, written with its surrounding spaces (" refund ", " money back ",
-" refu"), so one scan finds exactly the whole-word hits, phrases across punctuation included.
-Each query is indexed under the keys of one clause it cannot match without, so only queries
-whose clause was hit are evaluated, as set lookups on the hits. Queries whose necessary clause
-is a field (`author:bob`, `lang:de`) are indexed by the field value instead. Before any of
-this, a second automaton of one word per indexed key scans the post only case-folded, and
-turns away the posts that cannot trigger anything (most of them) without normalising them.
+separated by single spaces). Every term, phrase and wildcard of every query is a key
+(" refund ", " money back ", " refu"), found in a post word by word: one hash lookup per word,
+one per wildcard length in use, and a comparison of the next words where a phrase starts. Each
+query is indexed under the keys of one clause it cannot match without, so only queries whose
+clause was hit are evaluated. Queries whose necessary clause is a field (`author:bob`,
+`lang:de`) are indexed by the field value instead. Normalising, finding keys and evaluating run
+in C (hubbub/lib/_match.c); this module parses, chooses the clauses and hands each query over
+as a small program of nodes.
 No user text ever becomes a regular expression.
 
 Networks filter their streams and searches in a weaker syntax: `to_network_rule` writes a query
@@ -40,14 +40,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from operator import itemgetter
 
-import ahocorasick
+from hubbub.lib import _match
 
 MAX_TEXT = 5000
 MAX_QUERY = 4000
@@ -155,90 +153,39 @@ def normalise(text: str) -> str:
     """Text -> " word word … ": case-folded words separated by single spaces, with a space at each end.
 
     A word is a run of letters, digits and combining marks; everything else separates words.
+    The text is read in NFKC (a decomposed "é" or a "ﬁ" is the word as typed), and "İ", which
+    case folding makes "i" + a combining dot, is "i", so İstanbul matches istanbul.
+    Runs in C (hubbub/lib/_match.c), which asks _fold_entry() once per non-ASCII character.
     """
-    # Every step is one pass in C over the text; Python only loops over the few distinct
-    # non-ASCII characters of a post. The ASCII part is folded by a byte table, because
-    # str.translate with a table is a per-character dict lookup on any non-ASCII text.
-    if text.isascii():
-        folded = text.encode().translate(_ASCII_FOLD).decode()
-    else:
-        # NFKC first so that a decomposed "é" (e + combining accent) or "ﬁ" is the word as typed.
-        if not unicodedata.is_normalized("NFKC", text):
-            text = _nfkc(text)
-        data = text.encode("utf-8", "surrogatepass").translate(_ASCII_FOLD)
-        folded = data.decode("utf-8", "surrogatepass")
-        # A post holds few distinct non-ASCII characters: folding each of them once (case, and
-        # separators to spaces) is several times cheaper than case-folding the whole text. A
-        # hostile post of thousands would make that quadratic: it is folded character by character.
-        chars = set(data.translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass"))
-        if len(chars) > _FEW_CHARACTERS:
-            folded = "".join([c if c < "\x80" else _fold_char(c) or c for c in folded])
-        else:
-            for char in chars:
-                replacement = _fold_char(char)
-                if replacement is not None:
-                    folded = folded.replace(char, replacement)
-        if "\u0307" in folded:
-            # Case folding turns "İ" into "i" + combining dot; drop the dot so İstanbul matches istanbul.
-            folded = folded.replace("i\u0307", "i")
-    # Separators are spaces now; halving every run of them per pass costs log2(longest run)
-    # passes in C, where split() and join() would make one object per word.
-    while "  " in folded:
-        folded = folded.replace("  ", " ")
-    return f" {folded.strip(' ')} "
+    return _match.normalise(text)
 
 
-def _nfkc(text: str) -> str:
-    """unicodedata.normalize("NFKC", text), cheaply for the usual reason a post is not NFKC: a "…" or "ｘ".
-
-    Replacing a character by its own NFKC form leaves the text's compatibility decomposition
-    (NFKD) unchanged, and NFKC is the composition of NFKD, so the NFKC form of the result is
-    that of the text. When the result is already in NFKC, it is the answer; otherwise (a
-    combining mark that composes with its neighbour) the whole text is normalised.
-    """
-    chars = set(text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass"))
-    if len(chars) > _FEW_CHARACTERS:
-        return unicodedata.normalize("NFKC", text)  # one pass, where a replace per character would be quadratic
-    for char in chars:
-        replacement = _nfkc_char(char)
-        if replacement != char:
-            text = text.replace(char, replacement)
-    return text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)
-
-
-@lru_cache(maxsize=8192)
-def _nfkc_char(char: str) -> str:
-    return unicodedata.normalize("NFKC", char)
-
-
+# Characters that compose with the character before them although they are not combining marks
+# (canonical combining class 0): Indic and other length marks. Unicode lists them as the second
+# character of a canonical decomposition; test_query checks this list against unicodedata.
+_COMPOSES_WITH_PREVIOUS = frozenset(
+    "\u09be\u09d7\u0b3e\u0b56\u0b57\u0bbe\u0bd7\u0cc2\u0cd5\u0cd6\u0d3e\u0d57\u0dcf\u0ddf\u0fb5\u0fb7\u102e\u1b35"
+    "\U00011127\U0001133e\U00011357\U000114b0\U000114ba\U000114bd\U000115af\U00011930"
+)
 # ASCII letters and digits lower-cased, every other ASCII byte a space; UTF-8 bytes of the rest kept.
 _ASCII_FOLD = bytes((ord(chr(b).lower()) if chr(b).isalnum() else 32) if b < 128 else b for b in range(256))
-_ASCII_BYTES = bytes(range(128))
-_FOLD_CACHE_SIZE = 65536
-_FEW_CHARACTERS = 64  # distinct non-ASCII characters in a post up to which each is replaced in one pass
-_folds: dict[str, str | None] = {}
 
 
-def _fold_char(char: str) -> str | None:
-    """What one non-ASCII character becomes in normalised text, or None when it stays as it is.
+def _fold_entry(char: str) -> tuple[str, bool]:
+    """What one non-ASCII character becomes in normalised text, and whether its text needs NFKC as a whole.
 
-    Case folding works character by character and is idempotent, so folding each distinct
-    character on its own gives the same text as folding the whole post. A plain dict, not
-    lru_cache: this is called for every distinct character of every post.
+    NFKC, case folding and the word test all work character by character, except where a
+    character's normal form can compose with or reorder against its neighbours: a combining
+    mark, a Hangul vowel or final consonant, a few Indic length marks. A post holding one of
+    those is put in NFKC whole before its characters are folded.
     """
-    try:
-        return _folds[char]
-    except KeyError:
-        pass
-    if len(_folds) >= _FOLD_CACHE_SIZE:
-        _folds.clear()  # hostile posts full of rare characters must not grow the cache forever
-    folded = "".join(c if _is_word_char(c) else " " for c in char.casefold())
+    nfkc = unicodedata.normalize("NFKC", char)
+    context = any(unicodedata.combining(c) or c in _COMPOSES_WITH_PREVIOUS or "\u1160" <= c <= "\u11ff" for c in nfkc)
+    folded = "".join(c if _is_word_char(c) else " " for c in nfkc.casefold())
     folded = folded.encode("utf-8", "surrogatepass").translate(_ASCII_FOLD).decode("utf-8", "surrogatepass")
-    result = _folds[char] = None if folded == char else folded
-    return result
+    return folded, context
 
 
-@lru_cache(maxsize=8192)
 def _is_word_char(char: str) -> bool:
     if char.isalnum():
         return True
@@ -247,6 +194,9 @@ def _is_word_char(char: str) -> bool:
     return unicodedata.category(char) in ("Mn", "Mc") and not (
         "\ufe00" <= char <= "\ufe0f" or "\U000e0100" <= char <= "\U000e01ef"
     )
+
+
+_match.set_folder(_fold_entry)
 
 
 def words(text: str) -> list[str]:
@@ -510,51 +460,19 @@ def _split_url(url: str) -> tuple[str, str]:
 # --- Compiling to evaluators -----------------------------------------------------------------
 
 
-class _Post:
-    """One document, prepared once for all queries: its normalised text, the keys it contains, its fields."""
+def _prepare_fields(doc: Document) -> tuple[str, str, str, str, str]:
+    """The post's fields as field queries compare them: (author, lang, channel, host, path).
 
-    __slots__ = ("doc", "norm", "hits", "author", "lang", "channel", "host", "path", "_tokens", "_starts")
-
-    def __init__(self, doc: Document, norm: str, hits: set[str]):
-        self.doc = doc
-        self.norm = norm
-        self.hits = hits
-        self._tokens: list[str] | None = None
-        self._starts: dict[str, list[int]] = {}
-
-    def __getattr__(self, name: str) -> str:
-        # Called only for a field not yet set: most candidates are decided by their words
-        # alone, so the fields are read from the post the first time a query asks for one.
-        if name not in _POST_FIELDS:
-            raise AttributeError(name)
-        doc = self.doc
-        self.author = doc.author.casefold().strip().lstrip("@")
-        self.lang = doc.lang.casefold().strip().replace("_", "-")
-        self.channel = doc.channel.casefold().strip()
-        self.host, path = _split_url(doc.url) if doc.url else ("", "")
-        self.path = path or "/"
-        return getattr(self, name)
-
-    def starts(self, leaf: Leaf, key: str) -> list[int]:
-        """Word positions where the leaf begins, in order (only needed by NEAR, so computed lazily)."""
-        found = self._starts.get(key)
-        if found is not None:
-            return found
-        if self._tokens is None:
-            self._tokens = self.norm.split()
-        tokens = self._tokens
-        if isinstance(leaf, Term):
-            found = [i for i, t in enumerate(tokens) if t == leaf.word]
-        elif isinstance(leaf, Wildcard):
-            found = [i for i, t in enumerate(tokens) if t.startswith(leaf.prefix)]
-        else:
-            first, size, phrase = leaf.words[0], len(leaf.words), list(leaf.words)
-            found = [i for i, t in enumerate(tokens) if t == first and tokens[i : i + size] == phrase]
-        self._starts[key] = found
-        return found
-
-
-_POST_FIELDS = frozenset(["author", "lang", "channel", "host", "path"])
+    The C matcher asks for them only when a candidate query has a field, once per post.
+    """
+    host, path = _split_url(doc.url) if doc.url else ("", "")
+    return (
+        doc.author.casefold().strip().lstrip("@"),
+        doc.lang.casefold().strip().replace("_", "-"),
+        doc.channel.casefold().strip(),
+        host,
+        path or "/",
+    )
 
 
 def _field_matches(doc: Document, index: dict[str, dict[str, set[int]]], found: list[set[int]]) -> None:
@@ -594,109 +512,37 @@ def _channel_value(channel: str) -> str:
     return channel.casefold().strip()
 
 
-_second = itemgetter(1)
-
-type Evaluator = Callable[[_Post], bool]
+type Program = list[tuple]
 
 
-def _compile(node: Node) -> Evaluator:
-    if isinstance(node, Term | Wildcard | Phrase):
-        key = leaf_key(node)
-        return lambda post: key in post.hits
-    if isinstance(node, Not):
-        child = _compile(node.child)
-        return lambda post: not child(post)
-    if isinstance(node, Field):
-        return _compile_field(node)
-    if isinstance(node, Near):
-        return _compile_near(node)
-    # Children made only of words are checked together as set operations inside one function:
-    # a typical query, (brand names) AND (issues) -noise, is then a single call, not one per node.
-    leaves = frozenset(leaf_key(c) for c in node.children if isinstance(c, Term | Wildcard | Phrase))
-    inner = Or if isinstance(node, And) else And
-    groups = tuple(frozenset(map(leaf_key, c.children)) for c in node.children if _leaf_group(c, inner))
-    negated = frozenset(leaf_key(c.child) for c in node.children if _negated_leaf(c))
-    rest = tuple(
-        _compile(c)
-        for c in node.children
-        if not isinstance(c, Term | Wildcard | Phrase) and not _leaf_group(c, inner) and not _negated_leaf(c)
-    )
-    if isinstance(node, And):
+def _program(node: Node) -> Program:
+    """The query as the C matcher evaluates it: nodes in order, each child before its parent, the root last.
 
-        def all_of(post: _Post) -> bool:
-            hits = post.hits
-            if not leaves <= hits or not negated.isdisjoint(hits):
-                return False
-            # Plain loops: all() over a generator costs more on this, the hottest path.
-            for one_of in groups:
-                if one_of.isdisjoint(hits):
-                    return False
-            for child in rest:  # noqa: SIM110
-                if not child(post):
-                    return False
-            return True
+    ("key", " word ") is true when the key is in the post; ("not", i), ("and", (i, j, …)),
+    ("or", (…)) combine earlier nodes; ("near", i, j, n) takes two key nodes; ("author", value),
+    ("channel", value), ("lang", value) and ("url", host, path) compare the post's fields.
+    """
+    program: Program = []
 
-        return all_of
+    def add(node: Node) -> int:
+        if isinstance(node, Term | Wildcard | Phrase):
+            program.append(("key", leaf_key(node)))
+        elif isinstance(node, Not):
+            program.append(("not", add(node.child)))
+        elif isinstance(node, And | Or):
+            children = tuple(add(child) for child in node.children)
+            program.append(("and" if isinstance(node, And) else "or", children))
+        elif isinstance(node, Near):
+            left, right = add(node.left), add(node.right)
+            program.append(("near", left, right, node.distance))
+        elif node.name == "url":
+            program.append(("url", *_split_url(node.value)))
+        else:
+            program.append((node.name, node.value))
+        return len(program) - 1
 
-    def any_of(post: _Post) -> bool:
-        hits = post.hits
-        if not leaves.isdisjoint(hits) or (negated and not negated <= hits):
-            return True
-        for every in groups:
-            if every <= hits:
-                return True
-        for child in rest:  # noqa: SIM110
-            if child(post):
-                return True
-        return False
-
-    return any_of
-
-
-def _leaf_group(node: Node, kind: type[And] | type[Or]) -> bool:
-    return isinstance(node, kind) and all(isinstance(c, Term | Wildcard | Phrase) for c in node.children)
-
-
-def _negated_leaf(node: Node) -> bool:
-    return isinstance(node, Not) and isinstance(node.child, Term | Wildcard | Phrase)
-
-
-def _compile_field(node: Field) -> Evaluator:
-    value = node.value
-    if node.name == "author":
-        return lambda post: post.author == value
-    if node.name == "channel":
-        return lambda post: post.channel == value
-    if node.name == "lang":
-        subtag = value + "-"
-        return lambda post: post.lang == value or post.lang.startswith(subtag)
-    host, path = _split_url(value)
-    subdomain = "." + host
-    return lambda post: (post.host == host or post.host.endswith(subdomain)) and post.path.startswith(path)
-
-
-def _compile_near(node: Near) -> Evaluator:
-    left, right, distance = node.left, node.right, node.distance
-    left_key, right_key = leaf_key(left), leaf_key(right)
-    left_size = len(left.words) if isinstance(left, Phrase) else 1
-    right_size = len(right.words) if isinstance(right, Phrase) else 1
-
-    def near(post: _Post) -> bool:
-        if left_key not in post.hits or right_key not in post.hits:
-            return False
-        others = post.starts(right, right_key)
-        for start in post.starts(left, left_key):
-            end = start + left_size - 1
-            # The first right-hand match after this one, and the last one that ends before it.
-            after = bisect_right(others, end)
-            if after < len(others) and others[after] - end - 1 <= distance:
-                return True
-            before = bisect_right(others, start - right_size) - 1
-            if before >= 0 and start - (others[before] + right_size - 1) - 1 <= distance:
-                return True
-        return False
-
-    return near
+    add(node)
+    return program
 
 
 def _leaves(node: Node) -> Iterable[Leaf]:
@@ -744,22 +590,19 @@ def _required(node: Node, cost: Callable[[TriggerKey], float]) -> frozenset[Trig
 @dataclass(frozen=True)
 class _Compiled:
     node: Node
-    evaluate: Evaluator
-    keys: frozenset[str]  # every term, phrase and prefix key, for the automaton
+    program: Program
+    keys: frozenset[str]  # every term, phrase and prefix key
 
 
 @lru_cache(maxsize=512)
 def _compile_query(query: str) -> _Compiled:
     node = parse(query)
-    return _Compiled(node, _compile(node), frozenset(leaf_key(leaf) for leaf in _leaves(node)))
+    return _Compiled(node, _program(node), frozenset(leaf_key(leaf) for leaf in _leaves(node)))
 
 
 def matches(query: str, doc: Document) -> bool:
-    """Whether one query matches one post (the editor's preview). Raises QuerySyntaxError."""
-    compiled = _compile_query(query)
-    norm = normalise(doc.text[:MAX_TEXT])
-    # Keys carry their spaces, so a substring test is a whole-word test.
-    return compiled.evaluate(_Post(doc, norm, {k for k in compiled.keys if k in norm}))
+    """Whether one query matches one post. Raises QuerySyntaxError."""
+    return bool(QuerySet({0: query}).match(doc))
 
 
 class QuerySet:
@@ -768,36 +611,26 @@ class QuerySet:
     Each query is indexed under one clause it needs. The clause is chosen by how many queries
     share its keys: a brand name is in a handful of queries and a handful of posts, while words
     like "refund" or "customer service" are in hundreds of both, so the clause with the rarest
-    keys brings in the fewest candidates to evaluate.
-
-    Most posts concern none of the queries, so they are turned away before the costly part
-    (normalising the text into words): a second automaton holds one word of every key some
-    query is indexed under, without the spaces, and scans the post merely case-folded (C). A
-    word of the normalised text is a substring of that folded text, so a post whose folded
-    text holds none of these words cannot trigger any query by its text.
+    keys brings in the fewest candidates to evaluate. Queries whose cheapest such clause is a
+    field (`author:bob`, `url:acme.com`) are indexed by the field's value here; the rest, with
+    every query's program, live in the C matcher (hubbub/lib/_match.c), which normalises each
+    post, finds the keys in it word by word, and evaluates the candidates their hits bring in.
 
     Not thread-safe: build one per worker; edits (`replace`, `remove`) take milliseconds.
     """
 
     def __init__(self, queries: dict[int, str] | None = None):
         self._queries: dict[int, _Compiled] = {}
-        self._evaluators: dict[int, Evaluator] = {}
-        self._triggers: dict[int, frozenset[TriggerKey]] = {}
         self._key_users: Counter[str] = Counter()
-        self._text_triggers: dict[str, set[int]] = {}
         self._field_triggers: dict[str, dict[str, set[int]]] = {}  # field name -> value -> query ids
-        self._automaton = ahocorasick.Automaton()
-        self._dirty = False
-        self._prefilter_users: Counter[str] = Counter()
-        self._prefilter = ahocorasick.Automaton()
-        self._prefilter_dirty = False
+        self._field_keys: dict[int, list[tuple[str, str]]] = {}
+        self._matcher = _match.Matcher(_prepare_fields, MAX_TEXT)
         compiled = {query_id: _compile_or_name(query_id, text) for query_id, text in (queries or {}).items()}
         # Count every query's keys first, so each one is indexed knowing how common its keys are.
         for each in compiled.values():
-            self._use(each.keys)
+            self._key_users.update(each.keys)
         for query_id, each in compiled.items():
             self._register(query_id, each)
-        self._refresh()
 
     def __len__(self) -> int:
         return len(self._queries)
@@ -808,43 +641,25 @@ class QuerySet:
     def replace(self, query_id: int, text: str) -> None:
         """Add or edit one query. Raises QuerySyntaxError and leaves the set unchanged if the text is wrong."""
         compiled = _compile_or_name(query_id, text)
-        # Take the new keys before releasing the old ones, so keys the edit keeps stay in the automaton.
-        self._use(compiled.keys)
-        self._drop(query_id)
+        self._forget(query_id)
+        self._key_users.update(compiled.keys)
         self._register(query_id, compiled)
-        self._refresh()
 
     def remove(self, query_id: int) -> None:
-        self._drop(query_id)
-        self._refresh()
+        if query_id in self._queries:
+            self._forget(query_id)
+            self._matcher.remove_query(query_id)
 
     def match(self, doc: Document) -> list[int]:
         """Ids of the queries that match the post, sorted."""
-        text = doc.text
-        if len(text) > MAX_TEXT:
-            text = text[:MAX_TEXT]
-        found: list[set[int]] = []
+        found: list[set[int]] | None = None
         if self._field_triggers:
+            found = []
             _field_matches(doc, self._field_triggers, found)
-        # The first prefilter hit is enough to go on; most posts have none.
-        text_may_trigger = bool(self._prefilter_users) and next(self._prefilter.iter(_casefold(text)), None) is not None
-        if not text_may_trigger and not found:
-            return []
-        norm = normalise(text)
-        hits: set[str] = set(map(_second, self._automaton.iter(norm))) if self._key_users else set()
-        if text_may_trigger:
-            triggers = self._text_triggers
-            # A set and a dict's keys intersect in C: only keys some query is indexed under are looked up.
-            found.extend([triggers[key] for key in hits & triggers.keys()])
-            if not found:
-                return []
-        candidates = found[0] if len(found) == 1 else set().union(*found)
-        post = _Post(doc, norm, hits)
-        evaluators = self._evaluators
-        return sorted([i for i in candidates if evaluators[i](post)])
+        return self._matcher.match(doc.text, doc, found or None)
 
     def keys(self) -> list[str]:
-        """The automaton's keys (for benchmarks and debugging)."""
+        """Every key of every query (for benchmarks and debugging)."""
         return list(self._key_users)
 
     def _cost(self, key: TriggerKey) -> float:
@@ -855,95 +670,32 @@ class QuerySet:
             return users * 3.0  # a prefix, or a word of three letters or fewer, is in many posts
         return float(users)
 
-    def _use(self, keys: frozenset[str]) -> None:
-        for key in keys:
-            self._key_users[key] += 1
-            if self._key_users[key] == 1:
-                self._automaton.add_word(key, key)
-                self._dirty = True
-
     def _register(self, query_id: int, compiled: _Compiled) -> None:
         triggers = _required(compiled.node, self._cost)
         assert triggers is not None, "parse refuses queries without a required positive clause"
+        fields = [trigger for trigger in triggers if isinstance(trigger, tuple)]
+        self._matcher.set_query(query_id, compiled.program, [t for t in triggers if isinstance(t, str)])
         self._queries[query_id] = compiled
-        self._evaluators[query_id] = compiled.evaluate
-        self._triggers[query_id] = triggers
-        for trigger in triggers:
-            if isinstance(trigger, tuple):
-                name, value = trigger
-                self._field_triggers.setdefault(name, {}).setdefault(value, set()).add(query_id)
-            else:
-                ids = self._text_triggers.get(trigger)
-                if ids is None:
-                    ids = self._text_triggers[trigger] = set()
-                    word = _prefilter_word(trigger)
-                    self._prefilter_users[word] += 1
-                    if self._prefilter_users[word] == 1:
-                        self._prefilter.add_word(word, None)
-                        self._prefilter_dirty = True
-                ids.add(query_id)
+        self._field_keys[query_id] = fields
+        for name, value in fields:
+            self._field_triggers.setdefault(name, {}).setdefault(value, set()).add(query_id)
 
-    def _drop(self, query_id: int) -> None:
+    def _forget(self, query_id: int) -> None:
+        """Drop the query from the Python side's counts and field index (set_query or remove_query drops it in C)."""
         compiled = self._queries.pop(query_id, None)
         if compiled is None:
             return
-        del self._evaluators[query_id]
+        self._key_users.subtract(compiled.keys)
         for key in compiled.keys:
-            self._key_users[key] -= 1
-            if not self._key_users[key]:
+            if self._key_users[key] <= 0:
                 del self._key_users[key]
-                self._automaton.remove_word(key)
-                self._dirty = True
-        for trigger in self._triggers.pop(query_id):
-            if isinstance(trigger, tuple):
-                name, value = trigger
-                by_value = self._field_triggers[name]
-                by_value[value].discard(query_id)
-                if not by_value[value]:
-                    del by_value[value]
-                    if not by_value:
-                        del self._field_triggers[name]  # so that posts stop reading a field no query uses
-                continue
-            ids = self._text_triggers[trigger]
-            ids.discard(query_id)
-            if not ids:
-                del self._text_triggers[trigger]
-                word = _prefilter_word(trigger)
-                self._prefilter_users[word] -= 1
-                if not self._prefilter_users[word]:
-                    del self._prefilter_users[word]
-                    self._prefilter.remove_word(word)
-                    self._prefilter_dirty = True
-
-    def _refresh(self) -> None:
-        # Adding or removing words turns the automaton back into a plain trie; relinking it is
-        # one pass in C (about 10 ms for 40,000 keys), so edits relink the whole thing eagerly.
-        if self._dirty and self._key_users:
-            self._automaton.make_automaton()
-        self._dirty = False
-        if self._prefilter_dirty and self._prefilter_users:
-            self._prefilter.make_automaton()
-        self._prefilter_dirty = False
-
-
-def _prefilter_word(key: str) -> str:
-    """One word of an automaton key: the first of four letters or more, else the longest.
-
-    In a phrase, the first long word is usually the distinctive one ("acme router",
-    "money back"); the longest is often a common word ("acme subscription").
-    """
-    found = key.split()
-    return next((word for word in found if len(word) >= 4), None) or max(found, key=len)
-
-
-def _casefold(text: str) -> str:
-    """The text as normalise() folds it, but with the separators left in: its words are substrings of this."""
-    if text.isascii():
-        return text.lower()
-    if not unicodedata.is_normalized("NFKC", text):
-        text = _nfkc(text)
-    folded = text.casefold()
-    return folded.replace("i\u0307", "i") if "\u0307" in folded else folded
+        for name, value in self._field_keys.pop(query_id):
+            by_value = self._field_triggers[name]
+            by_value[value].discard(query_id)
+            if not by_value[value]:
+                del by_value[value]
+                if not by_value:
+                    del self._field_triggers[name]  # so that posts stop reading a field no query uses
 
 
 def _compile_or_name(query_id: int, text: str) -> _Compiled:

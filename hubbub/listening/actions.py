@@ -204,8 +204,8 @@ class Matcher:
         self.departments = {name: department for query_id, name, _, department in rows if query_id in self._sources}
 
     def _rebuild(self, wanted: dict[int, tuple[str, str]]) -> None:
-        # Each replace() relinks the whole automaton; many changes at once (a worker's first
-        # call) are one build instead.
+        # Many changes at once (a worker's first call) are one build instead of many replace()s:
+        # a build counts every query's keys first, so each query is indexed under its rarest clause.
         try:
             self._set = QuerySet({query_id: text for query_id, (_, text) in wanted.items()})
             self._sources = dict(wanted)
