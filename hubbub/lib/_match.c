@@ -163,8 +163,8 @@ get_fold(uint32_t cp)
 typedef struct {
     uint32_t *cps;
     Py_ssize_t n, cap;
-    int32_t *start;
-    int32_t *len;
+    Py_ssize_t *start;
+    Py_ssize_t *len;
     Py_ssize_t words, words_cap;
     int in_word;
     int absorbed; /* the word's last "i" already took its U+0307 */
@@ -195,14 +195,14 @@ emit(Words *w, uint32_t c)
     if (!w->in_word) {
         if (w->words == w->words_cap) {
             Py_ssize_t cap = w->words_cap;
-            if (grow((void **)&w->start, &cap, w->words + 1, sizeof(int32_t)) < 0)
+            if (grow((void **)&w->start, &cap, w->words + 1, sizeof(Py_ssize_t)) < 0)
                 return -1;
             cap = w->words_cap;
-            if (grow((void **)&w->len, &cap, w->words + 1, sizeof(int32_t)) < 0)
+            if (grow((void **)&w->len, &cap, w->words + 1, sizeof(Py_ssize_t)) < 0)
                 return -1;
             w->words_cap = cap;
         }
-        w->start[w->words] = (int32_t)w->n;
+        w->start[w->words] = w->n;
         w->len[w->words] = 0;
         w->words++;
         w->in_word = 1;
