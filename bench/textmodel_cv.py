@@ -1,13 +1,16 @@
 """Cross-validated macro-F1 and prediction speed of the trainable model's n-gram weightings.
 
     .venv/bin/python bench/textmodel_cv.py LABELLED.csv --label-column complaint [--folds 5] [--seeds 0 1 2]
-        [--weightings ratio tfidf] [--posts POSTS.csv] [--reproach]
+        [--weightings ratio tfidf] [--posts POSTS.csv] [--reproach] [--encoder]
 
 For each seed: stratified k folds (as `hubbub train TASK CSV --cross-validate K --seed S`), a model of
 each weighting trained on k-1 folds and scored on the held-out one; nothing is tuned on the held-out
 fold, nothing is stored. Prints each fold's macro-F1, mean ± standard deviation over the folds, and,
 per weighting, posts/s of TextModel.predict() in batches of 1,000 (CPU time, one core), with and
 without classify() given, on POSTS.csv (any CSV with a `text` column) or else the labelled posts.
+--encoder adds the pretrained encoder half (hubbub/lib/encoder.py): every post is encoded once, up
+front (timed and reported), and each fold's model gets its rows; its predict() speed is then
+timed with the encoding included, on the first 300 posts.
 """
 
 import argparse
@@ -21,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
 
+from hubbub.lib import encoder  # noqa: E402
 from hubbub.lib.classify import classify  # noqa: E402
 from hubbub.lib.metrics import evaluate  # noqa: E402
 from hubbub.lib.textmodel import WEIGHTINGS, TextModel  # noqa: E402
@@ -55,11 +59,18 @@ def main() -> None:
     parser.add_argument("--weightings", nargs="+", choices=list(WEIGHTINGS), default=list(WEIGHTINGS))
     parser.add_argument("--posts", type=Path, help="posts to time predict() on (default: the labelled ones)")
     parser.add_argument("--reproach", action="store_true", help="severity's cues as features (as for severity)")
+    parser.add_argument("--encoder", action="store_true", help="average with the pretrained encoder's regression")
     args = parser.parse_args()
 
     texts, labels = read(args.labelled, args.label_column)
     classes = sorted(set(labels))
     print(f"{len(texts)} posts, labels {', '.join(f'{c}: {labels.count(c)}' for c in classes)}")
+    embeddings = None
+    if args.encoder:
+        t0 = time.process_time()
+        embeddings = encoder.load().layer_means(texts)
+        spent = time.process_time() - t0
+        print(f"encoded {len(texts)} posts in {spent:.0f} s CPU ({len(texts) / spent:.1f} posts/s, loading included)")
     means: dict[str, list[float]] = {w: [] for w in args.weightings}
     for seed in args.seeds:
         folds = list(StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=seed).split(texts, labels))
@@ -67,9 +78,11 @@ def main() -> None:
             scores = []
             t0 = time.process_time()
             for train, test in folds:
-                model = TextModel(weighting=weighting, reproach=args.reproach)
-                model.fit([texts[i] for i in train], [labels[i] for i in train])
-                predicted = [p.label for p in model.predict([texts[i] for i in test])]
+                model = TextModel(weighting=weighting, reproach=args.reproach, encoder=args.encoder)
+                rows = {} if embeddings is None else {"embeddings": embeddings[train]}
+                model.fit([texts[i] for i in train], [labels[i] for i in train], **rows)
+                rows = {} if embeddings is None else {"embeddings": embeddings[test]}
+                predicted = [p.label for p in model.predict([texts[i] for i in test], **rows)]
                 scores.append(evaluate([labels[i] for i in test], predicted, classes).macro_f1)
             mean, sd = statistics.mean(scores), statistics.stdev(scores)
             means[weighting].append(mean)
@@ -84,8 +97,11 @@ def main() -> None:
             print(f"{weighting:<6} mean over seeds {statistics.mean(values):.4f} (seed means {spread})")
 
     posts = read(args.posts, None)[0] if args.posts else texts
+    if args.encoder:
+        posts = posts[:300]
     for weighting in args.weightings:
-        model = TextModel(weighting=weighting, reproach=args.reproach).fit(texts, labels)
+        rows = {} if embeddings is None else {"embeddings": embeddings}
+        model = TextModel(weighting=weighting, reproach=args.reproach, encoder=args.encoder).fit(texts, labels, **rows)
         print(
             f"{weighting:<6} predict(): {rate(model, posts, False):7,.0f} posts/s; "
             f"given classify() done: {rate(model, posts, True):7,.0f} posts/s (batches of {BATCH}, {len(posts)} posts)"

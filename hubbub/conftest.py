@@ -28,6 +28,22 @@ def forget_per_process_memory():
         cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def ngram_models_unless_asked(monkeypatch):
+    """Tests train n-gram models (seconds) unless they ask for the encoder (encoder_models): encoding
+    is 20-40 posts/s, and most tests are about the process around a model, not its features."""
+    from django.conf import settings
+
+    monkeypatch.setattr(settings, "HUBBUB_TEXT_ENCODER", False)
+
+
+@pytest.fixture
+def encoder_models(monkeypatch):
+    from django.conf import settings
+
+    monkeypatch.setattr(settings, "HUBBUB_TEXT_ENCODER", True)
+
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 

@@ -18,11 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
 from hubbub.accounts.models import Organization
 from hubbub.governance.actions import do_audit
+from hubbub.lib import encoder
 from hubbub.lib.classify import Classification, classify
 from hubbub.lib.metrics import Report, evaluate
 from hubbub.lib.severity import severity
@@ -168,8 +171,20 @@ def stratified_split(
 
 
 def new_model(task: str) -> TextModel:
-    """An untrained model for a task: grading severity uses severity's reproach cues as features too."""
-    return TextModel(reproach=task == Task.SEVERITY)
+    """An untrained model for a task: grading severity uses severity's reproach cues as features too,
+    and every task the pretrained encoder where it is switched on and installed."""
+    return TextModel(reproach=task == Task.SEVERITY, encoder=encoder_in_use() is None)
+
+
+def encoder_in_use() -> str | None:
+    """None when new models train with the pretrained encoder; otherwise why not."""
+    if not settings.HUBBUB_TEXT_ENCODER:
+        return "switched off (HUBBUB_TEXT_ENCODER=0)"
+    try:
+        encoder.load()
+    except encoder.EncoderUnavailable as exc:
+        return str(exc)
+    return None
 
 
 def default_predict(
@@ -243,7 +258,11 @@ def active_models(organization_id: int) -> dict[str, tuple[int, TextModel]]:
 
 
 def predict_with(
-    model: TextModel | None, task: str, texts: Sequence[str], classifications: Sequence[Classification] | None = None
+    model: TextModel | None,
+    task: str,
+    texts: Sequence[str],
+    classifications: Sequence[Classification] | None = None,
+    embeddings: np.ndarray | None = None,
 ) -> list[Prediction]:
     """Predictions of a trained model, or of the shipped default when model is None, in batches."""
     if model is None:
@@ -251,8 +270,19 @@ def predict_with(
     out: list[Prediction] = []
     for start in range(0, len(texts), _BATCH):
         end = start + _BATCH
-        out.extend(model.predict(texts[start:end], classifications[start:end] if classifications else None))
+        rows = {} if embeddings is None or not model.encoder else {"embeddings": embeddings[start:end]}
+        out.extend(model.predict(texts[start:end], classifications[start:end] if classifications else None, **rows))
     return out
+
+
+def _embeddings(models: Sequence[TextModel], texts: Sequence[str]) -> np.ndarray | None:
+    """The encoder's reading of the posts, once for every model that uses it, or None."""
+    if not any(model.encoder for model in models):
+        return None
+    try:
+        return encoder.load().layer_means(texts)
+    except encoder.EncoderUnavailable:
+        return None  # each model then answers from its n-grams and says why
 
 
 def understand(organization_id: int, texts: Sequence[str]) -> list[Understanding]:
@@ -261,8 +291,9 @@ def understand(organization_id: int, texts: Sequence[str]) -> list[Understanding
     classifications = [classify(text) for text in texts]
     severities = [severity(text, c) for text, c in zip(texts, classifications, strict=True)]
     trained = active_models(organization_id) if texts else {}
+    embeddings = _embeddings([model for _, model in trained.values()], texts)
     predicted: dict[str, list[Prediction]] = {
-        task: predict_with(model, task, texts, classifications) for task, (_, model) in trained.items()
+        task: predict_with(model, task, texts, classifications, embeddings) for task, (_, model) in trained.items()
     }
     versions = {task: version for task, (version, _) in trained.items()}
     none: list[None] = [None] * len(texts)
@@ -433,10 +464,17 @@ def cross_validate(task: str, texts: Sequence[str], labels: Sequence[str], k: in
         raise UnderstandingError("cross-validation needs at least 2 folds")
     check_trainable(task, labels, per_class=max(MIN_PER_CLASS, k))
     scores: list[float] = []
+    # The encoder is the slow part: each post is encoded once, not once per fold it is in.
+    embeddings = encoder.load().layer_means(texts) if new_model(task).encoder else None
     for train_idx, test_idx in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(texts, labels):
-        model = new_model(task).fit([texts[i] for i in train_idx], [labels[i] for i in train_idx])
-        report = evaluate_model(model, task, [texts[i] for i in test_idx], [labels[i] for i in test_idx])
-        scores.append(report.macro_f1)
+        model = new_model(task).fit(
+            [texts[i] for i in train_idx],
+            [labels[i] for i in train_idx],
+            embeddings=None if embeddings is None else embeddings[train_idx],
+        )
+        test_texts = [texts[i] for i in test_idx]
+        predicted = model.predict(test_texts, embeddings=None if embeddings is None else embeddings[test_idx])
+        scores.append(evaluate([labels[i] for i in test_idx], [p.label for p in predicted], TASK_LABELS[task]).macro_f1)
     return scores
 
 

@@ -219,3 +219,73 @@ def test_severity_cues_are_features_only_when_asked_for_and_survive_bytes():
     np.savez(buffer, **arrays)
     with pytest.raises(TextModelError, match="other features"):
         TextModel.from_bytes(buffer.getvalue())
+
+
+# --- with the pretrained encoder -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_encoder() -> TextModel:
+    texts, labels = made_up_posts(60, seed=4)
+    return TextModel(encoder=True).fit(texts, labels)
+
+
+def test_an_encoder_model_learns_and_round_trips_with_its_encoder_half(with_encoder):
+    texts, labels = made_up_posts(40, seed=5)
+    predicted = [p.label for p in with_encoder.predict(texts)]
+    assert evaluate(labels, predicted, ["0", "1"]).macro_f1 > 0.9
+    again = TextModel.from_bytes(with_encoder.to_bytes())
+    assert again.encoder
+    assert np.allclose(again.predict_proba(texts), with_encoder.predict_proba(texts), atol=1e-5)
+    # The encoder half counts: the average differs from the n-gram half alone.
+    ngrams_only = TextModel.from_bytes(with_encoder.to_bytes())
+    ngrams_only.encoder = False
+    assert not np.allclose(ngrams_only.predict_proba(texts), with_encoder.predict_proba(texts), atol=1e-3)
+
+
+def test_embeddings_given_by_the_caller_are_the_ones_it_would_compute(with_encoder):
+    from hubbub.lib import encoder
+
+    texts, _ = made_up_posts(10, seed=6)
+    given = with_encoder.predict_proba(texts, embeddings=encoder.load().layer_means(texts))
+    assert np.allclose(given, with_encoder.predict_proba(texts), atol=1e-5)
+    with pytest.raises(TextModelError, match="shape"):
+        TextModel(encoder=True).fit(texts, ["0", "1"] * 5, embeddings=np.zeros((3, 4)))
+
+
+def test_an_encoder_model_without_its_weights_answers_from_its_ngrams(with_encoder, monkeypatch, caplog):
+    from hubbub.lib import encoder
+
+    texts, _ = made_up_posts(10, seed=7)
+    ngrams_only = TextModel.from_bytes(with_encoder.to_bytes())
+    ngrams_only.encoder = False
+
+    def missing():
+        raise encoder.EncoderUnavailable("not installed")
+
+    monkeypatch.setattr(encoder, "load", missing)
+    assert np.allclose(with_encoder.predict_proba(texts), ngrams_only.predict_proba(texts))
+    assert "n-grams alone" in caplog.text and "not installed" in caplog.text
+    with pytest.raises(TextModelError, match="not installed"):
+        TextModel(encoder=True).fit(texts, ["0", "1"] * 5)
+
+
+def test_a_model_made_with_other_encoder_weights_or_broken_encoder_arrays_is_refused(with_encoder):
+    def altered(change) -> bytes:
+        with np.load(io.BytesIO(with_encoder.to_bytes()), allow_pickle=False) as npz:
+            arrays = dict(npz)
+        header = json.loads(arrays["header"].tobytes())
+        change(header, arrays)
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        out = io.BytesIO()
+        np.savez_compressed(out, **arrays)
+        return out.getvalue()
+
+    with pytest.raises(TextModelError, match="other encoder weights"):
+        TextModel.from_bytes(altered(lambda header, arrays: header["encoder"].update(sha256="0" * 64)))
+    with pytest.raises(TextModelError, match="another encoder"):
+        TextModel.from_bytes(altered(lambda header, arrays: header["encoder"].update(layers=[6])))
+    with pytest.raises(TextModelError, match="inconsistent encoder shapes"):
+        TextModel.from_bytes(altered(lambda header, arrays: arrays.update(encoder_coef=arrays["encoder_coef"][:5])))
+    with pytest.raises(TextModelError, match="unreadable"):
+        TextModel.from_bytes(altered(lambda header, arrays: arrays.pop("encoder_mean")))

@@ -24,6 +24,7 @@ from hubbub.understanding.actions import (
     predict,
     split_key,
     stratified_split,
+    understand,
 )
 from hubbub.understanding.models import LabelCorrection, ModelState, TrainedModel
 
@@ -315,3 +316,51 @@ def test_split_is_stratified_repeatable_and_keeps_held_out_posts_held_out():
     before = {more_texts[i] for i in stratified_split(more_texts[:150], more_labels[:150])[1]}
     after = {more_texts[i] for i in stratified_split(more_texts, more_labels)[1]}
     assert len(before & after) >= 0.8 * len(before)
+
+
+def test_train_uses_the_pretrained_encoder_when_installed_and_says_so(org, tmp_path, capsys, encoder_models):
+    texts, labels = made_up(45)
+    call_command("train", "sentiment", str(write_csv(tmp_path / "train.csv", texts, labels)), "--force")
+    out = capsys.readouterr().out
+    assert "and the pretrained encoder" in out
+    version, model = active_model(org.pk, "sentiment")
+    assert version == 1 and model is not None and model.encoder
+    assert [p.label for p in predict(org.pk, "sentiment", ["the app was zorp", "the app was blick"])] == [
+        "positive",
+        "negative",
+    ]
+
+
+def test_without_the_encoders_weights_train_says_why_and_trains_ngrams(
+    org, tmp_path, capsys, encoder_models, monkeypatch
+):
+    from hubbub.lib import encoder
+
+    def missing():
+        raise encoder.EncoderUnavailable("not installed: make .venv/bin/.installed")
+
+    monkeypatch.setattr(encoder, "load", missing)
+    texts, labels = made_up(45)
+    call_command("train", "sentiment", str(write_csv(tmp_path / "train.csv", texts, labels)), "--force")
+    assert "n-grams only; the pretrained encoder is not installed" in capsys.readouterr().out
+    _, model = active_model(org.pk, "sentiment")
+    assert model is not None and not model.encoder
+
+
+def test_the_pipeline_encodes_a_batch_once_for_all_its_encoder_models(org, monkeypatch, encoder_models):
+    from hubbub.lib import encoder
+
+    texts, labels = made_up(45)
+    do_train_model(org, "sentiment", texts, labels, force=True)
+    do_train_model(org, "complaint", texts, ["1" if label == "negative" else "0" for label in labels], force=True)
+    encoded = []
+    real = encoder.Encoder.layer_means
+
+    def counting(self, batch, *args, **kwargs):
+        encoded.append(len(batch))
+        return real(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(encoder.Encoder, "layer_means", counting)
+    found = understand(org.pk, ["the app was zorp", "the app was blick", "the app was quen"])
+    assert encoded == [3]
+    assert [u.sentiment for u in found][:2] == ["positive", "negative"]

@@ -13,6 +13,7 @@ from hubbub.understanding.actions import (
     describe_scores,
     do_rollback_model,
     do_train_model,
+    encoder_in_use,
     read_labelled_csv,
 )
 from hubbub.understanding.management.commands.evaluate import resolve_organization
@@ -70,9 +71,17 @@ class Command(BaseCommand):
         self.stdout.write(f"{len(posts.texts)} {task} label corrections of {org.slug}")
         return posts
 
+    def _features(self) -> None:
+        why_not = encoder_in_use()
+        if why_not is None:
+            self.stdout.write("Features: word and character n-grams, and the pretrained encoder (slower to train).")
+        else:
+            self.stdout.write(f"Features: word and character n-grams only; the pretrained encoder is {why_not}")
+
     def _train(
         self, task: str, org: Organization, posts: LabelledPosts, path: Path | None, force: bool, seed: int
     ) -> None:
+        self._features()
         source = str(path) if path else "label corrections"
         outcome = do_train_model(org, task, posts.texts, posts.labels, force=force, seed=seed, source=source)
         new, current = outcome.new, outcome.current
@@ -104,6 +113,7 @@ class Command(BaseCommand):
             self.stdout.write(f"{org.slug} {task}: version {previous.version} is active again.")
 
     def _cross_validate(self, task: str, posts: LabelledPosts, k: int, seed: int) -> None:
+        self._features()
         scores = cross_validate(task, posts.texts, posts.labels, k, seed)
         default = evaluate(posts.labels, [p.label for p in default_predict(task, posts.texts)], TASK_LABELS[task])
         self.stdout.write(f"{k}-fold cross-validated macro-F1 of the trainable model on {len(posts.texts)} posts:")
