@@ -41,12 +41,15 @@ from hubbub.lib.playbook import DEFAULT_RULE, PRIORITIES, Decision, PostFacts, R
 from hubbub.lib.priority import score as priority_score
 from hubbub.listening.actions import Matcher, matcher_for
 from hubbub.playbook.actions import Opened, active_playbook, do_carry_out
-from hubbub.understanding.actions import understand
+from hubbub.understanding.actions import encoder_models_active, understand
 from hubbub.understanding.combine import Understanding
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 2000
+# With a model that uses the encoder (≈ 30 posts/s a core) a batch of 2,000 would hold its
+# transaction for a minute; 100 posts keep it to a few seconds.
+ENCODER_BATCH_SIZE = 100
 MESSAGE_FIELDS = (
     "case",
     "account",
@@ -80,6 +83,8 @@ def route(playbook: Router | None, facts: PostFacts) -> Decision:
 
 def process_pending(batch_size: int = BATCH_SIZE) -> int:
     """Claim one batch of pending events and process it. Returns how many events were handled."""
+    if batch_size > ENCODER_BATCH_SIZE and encoder_models_active():
+        batch_size = ENCODER_BATCH_SIZE
     with transaction.atomic():
         pending = InboundEvent.objects.filter(state=EventState.PENDING).order_by("id")
         if connection.features.has_select_for_update_skip_locked:

@@ -275,6 +275,11 @@ def predict_with(
     return out
 
 
+def encoder_models_active() -> bool:
+    """Whether some organisation's active model uses the encoder (the pipeline then takes smaller batches)."""
+    return TrainedModel.objects.filter(state=ModelState.ACTIVE, metrics__encoder=True).exists()
+
+
 def _embeddings(models: Sequence[TextModel], texts: Sequence[str]) -> np.ndarray | None:
     """The encoder's reading of the posts, once for every model that uses it, or None."""
     if not any(model.encoder for model in models):
@@ -400,6 +405,7 @@ def do_train_model(
         "held_out": {"size": len(held_idx), "seed": seed, **new.as_dict()},
         "compared_with": {"model": current_name, **current.as_dict()},
         "source": source,
+        "encoder": model.encoder,
     }
     trained = _store_candidate(organization, task, model, len(train_idx), metrics, user)
     promoted = force or new.macro_f1 >= current.macro_f1

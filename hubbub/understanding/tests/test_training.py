@@ -364,3 +364,20 @@ def test_the_pipeline_encodes_a_batch_once_for_all_its_encoder_models(org, monke
     found = understand(org.pk, ["the app was zorp", "the app was blick", "the app was quen"])
     assert encoded == [3]
     assert [u.sentiment for u in found][:2] == ["positive", "negative"]
+
+
+def test_with_an_encoder_model_active_the_pipeline_takes_small_batches(org, encoder_models):
+    from hubbub.connectors.models import EventState, InboundEvent, Network, SocialAccount
+    from hubbub.inbox import pipeline
+
+    account = SocialAccount.objects.create(organization=org, network=Network.TWITTER, handle="acme")
+    InboundEvent.objects.bulk_create(
+        InboundEvent(account=account, external_id=str(i), payload={"not": "a post"}) for i in range(150)
+    )
+    texts, labels = made_up(45)
+    do_train_model(org, "sentiment", texts, labels, force=True, seed=1)
+    assert pipeline.process_pending() == pipeline.ENCODER_BATCH_SIZE == 100
+    assert InboundEvent.objects.filter(state=EventState.PENDING).count() == 50
+    # Back to n-gram models: whole batches again.
+    TrainedModel.objects.filter(organization=org).update(state=ModelState.RETIRED)
+    assert pipeline.process_pending() == 50
