@@ -204,7 +204,7 @@ def words(text: str) -> list[str]:
 
 
 def leaf_key(leaf: Leaf) -> str:
-    """The automaton key: spaces around a word or phrase make the match whole-word; a prefix has none after."""
+    """The matcher key: spaces around a word or phrase make the match whole-word; a prefix has none after."""
     if isinstance(leaf, Term):
         return f" {leaf.word} "
     if isinstance(leaf, Wildcard):
