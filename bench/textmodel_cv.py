@@ -79,10 +79,13 @@ def main() -> None:
             t0 = time.process_time()
             for train, test in folds:
                 model = TextModel(weighting=weighting, reproach=args.reproach, encoder=args.encoder)
-                rows = {} if embeddings is None else {"embeddings": embeddings[train]}
-                model.fit([texts[i] for i in train], [labels[i] for i in train], **rows)
-                rows = {} if embeddings is None else {"embeddings": embeddings[test]}
-                predicted = [p.label for p in model.predict([texts[i] for i in test], **rows)]
+                model.fit(
+                    [texts[i] for i in train],
+                    [labels[i] for i in train],
+                    embeddings=None if embeddings is None else embeddings[train],
+                )
+                test_rows = None if embeddings is None else embeddings[test]
+                predicted = [p.label for p in model.predict([texts[i] for i in test], embeddings=test_rows)]
                 scores.append(evaluate([labels[i] for i in test], predicted, classes).macro_f1)
             mean, sd = statistics.mean(scores), statistics.stdev(scores)
             means[weighting].append(mean)
@@ -100,8 +103,8 @@ def main() -> None:
     if args.encoder:
         posts = posts[:300]
     for weighting in args.weightings:
-        rows = {} if embeddings is None else {"embeddings": embeddings}
-        model = TextModel(weighting=weighting, reproach=args.reproach, encoder=args.encoder).fit(texts, labels, **rows)
+        model = TextModel(weighting=weighting, reproach=args.reproach, encoder=args.encoder)
+        model.fit(texts, labels, embeddings=embeddings)
         print(
             f"{weighting:<6} predict(): {rate(model, posts, False):7,.0f} posts/s; "
             f"given classify() done: {rate(model, posts, True):7,.0f} posts/s (batches of {BATCH}, {len(posts)} posts)"

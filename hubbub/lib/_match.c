@@ -543,14 +543,13 @@ key_release(Matcher *m, int32_t k)
     iv_push(&m->free_keys, k); /* on failure the index is merely never reused */
 }
 
-static int
+static void
 text_cps(PyObject *text, Py_ssize_t start, Py_ssize_t end, uint32_t *out)
 {
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
     for (Py_ssize_t i = start; i < end; i++)
         out[i - start] = PyUnicode_READ(kind, data, i);
-    return 0;
 }
 
 /* The key for this text (" word ", " two words ", " prefix"), made if missing; its users counted up. */

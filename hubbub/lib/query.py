@@ -600,11 +600,6 @@ def _compile_query(query: str) -> _Compiled:
     return _Compiled(node, _program(node), frozenset(leaf_key(leaf) for leaf in _leaves(node)))
 
 
-def matches(query: str, doc: Document) -> bool:
-    """Whether one query matches one post. Raises QuerySyntaxError."""
-    return bool(QuerySet({0: query}).match(doc))
-
-
 class QuerySet:
     """Many queries matched together against a stream of posts.
 

@@ -304,9 +304,8 @@ class TextModel:
         clf = LogisticRegression(
             C=_ENCODER_C, class_weight="balanced" if self.balanced else None, max_iter=3000, random_state=0
         )
+        # Same labels as the n-gram regression, so its classes_ come in the same (sorted) order.
         clf.fit((found - self._encoder_mean) / self._encoder_scale, list(labels))
-        if tuple(str(c) for c in clf.classes_) != self.labels:
-            raise TextModelError("the encoder's regression saw other labels")  # cannot happen: same labels
         self._encoder_coef = clf.coef_.T.astype(np.float32)
         self._encoder_intercept = clf.intercept_.astype(np.float64)
 

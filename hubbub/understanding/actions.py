@@ -270,8 +270,13 @@ def predict_with(
     out: list[Prediction] = []
     for start in range(0, len(texts), _BATCH):
         end = start + _BATCH
-        rows = {} if embeddings is None or not model.encoder else {"embeddings": embeddings[start:end]}
-        out.extend(model.predict(texts[start:end], classifications[start:end] if classifications else None, **rows))
+        out.extend(
+            model.predict(
+                texts[start:end],
+                classifications[start:end] if classifications else None,
+                embeddings=None if embeddings is None else embeddings[start:end],
+            )
+        )
     return out
 
 
@@ -329,8 +334,9 @@ def evaluate_model(
     texts: Sequence[str],
     labels: Sequence[str],
     classifications: Sequence[Classification] | None = None,
+    embeddings: np.ndarray | None = None,
 ) -> Report:
-    predicted = [p.label for p in predict_with(model, task, texts, classifications)]
+    predicted = [p.label for p in predict_with(model, task, texts, classifications, embeddings)]
     return evaluate(labels, predicted, TASK_LABELS[task])
 
 
@@ -478,9 +484,14 @@ def cross_validate(task: str, texts: Sequence[str], labels: Sequence[str], k: in
             [labels[i] for i in train_idx],
             embeddings=None if embeddings is None else embeddings[train_idx],
         )
-        test_texts = [texts[i] for i in test_idx]
-        predicted = model.predict(test_texts, embeddings=None if embeddings is None else embeddings[test_idx])
-        scores.append(evaluate([labels[i] for i in test_idx], [p.label for p in predicted], TASK_LABELS[task]).macro_f1)
+        report = evaluate_model(
+            model,
+            task,
+            [texts[i] for i in test_idx],
+            [labels[i] for i in test_idx],
+            embeddings=None if embeddings is None else embeddings[test_idx],
+        )
+        scores.append(report.macro_f1)
     return scores
 
 

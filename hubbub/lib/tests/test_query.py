@@ -22,12 +22,15 @@ from hubbub.lib.query import (
     Untranslatable,
     Wildcard,
     _is_word_char,
-    matches,
     normalise,
     parse,
     to_network_rule,
     words,
 )
+
+
+def matches(query: str, doc: Document) -> bool:
+    return bool(QuerySet({0: query}).match(doc))
 
 
 def hit(query, text, **fields):
